@@ -1,0 +1,68 @@
+import { ValidationError } from './errors.js';
+import { describe } from './timing/duration.js';
+
+/** A JSON value, as params and results are stored. */
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+export type JsonObject = { [key: string]: JsonValue };
+
+const MAX_DEPTH = 64;
+
+/**
+ * Returns a deep copy of `value` that is plain JSON, or throws `ValidationError` naming the
+ * path of the first offending part (functions, symbols, bigint, NaN/Infinity, cycles, class
+ * instances other than Date, too deep). `__proto__` keys are kept as plain data properties
+ * (never as prototypes), so params cannot pollute any prototype.
+ */
+export function toJson(value: unknown, field: string): JsonValue {
+  return copy(value, field, 0, new Set());
+}
+
+function copy(value: unknown, path: string, depth: number, seen: Set<object>): JsonValue {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return value;
+    case 'number':
+      if (!Number.isFinite(value)) throw new ValidationError(path, `must be JSON: ${String(value)} is not a finite number`);
+      return value;
+    case 'object': {
+      if (value === null) return null;
+      if (depth >= MAX_DEPTH) throw new ValidationError(path, `must be JSON nested at most ${MAX_DEPTH} levels deep`);
+      if (seen.has(value)) throw new ValidationError(path, 'must be JSON: it contains a cycle');
+      if (value instanceof Date) return value.toISOString();
+      seen.add(value);
+      try {
+        if (Array.isArray(value)) {
+          const out: JsonValue[] = new Array<JsonValue>(value.length);
+          for (let i = 0; i < value.length; i++) out[i] = copy(value[i], `${path}[${i}]`, depth + 1, seen);
+          return out;
+        }
+        const proto: unknown = Object.getPrototypeOf(value);
+        if (proto !== Object.prototype && proto !== null) {
+          throw new ValidationError(path, 'must be JSON: class instances (other than Date) are not allowed');
+        }
+        const out: JsonObject = Object.create(null) as JsonObject;
+        for (const key of Object.keys(value)) {
+          const item = (value as Record<string, unknown>)[key];
+          if (item === undefined) continue; // as JSON.stringify does
+          Object.defineProperty(out, key, {
+            value: copy(item, `${path}.${key}`, depth + 1, seen),
+            enumerable: true,
+            writable: true,
+            configurable: true,
+          });
+        }
+        return Object.setPrototypeOf(out, Object.prototype) as JsonObject;
+      } finally {
+        seen.delete(value);
+      }
+    }
+    default:
+      throw new ValidationError(path, `must be JSON: ${describe(value)} is not allowed`);
+  }
+}
+
+/** Like `toJson`, but undefined stays undefined (absent params). */
+export function toOptionalJson(value: unknown, field: string): JsonValue | undefined {
+  return value === undefined ? undefined : toJson(value, field);
+}

@@ -1,0 +1,353 @@
+import { LeaseLostError, RunTimeoutError, SchedkitError } from '../errors.js';
+import { toJson, type JsonValue } from '../json.js';
+import { retryDelay, type TaskConfig } from '../options.js';
+import type { ClaimedRun, ClaimRequest, Completion, CompletionStatus, Store, TaskPolicy } from '../store/Store.js';
+import type { RunContext, RunEvent, SchedulerEvents, TaskHandler } from '../types.js';
+
+export interface TaskDefinition {
+  readonly name: string;
+  readonly handler: TaskHandler<never>;
+  readonly config: TaskConfig;
+}
+
+type Emit = <K extends keyof SchedulerEvents>(event: K, ...args: SchedulerEvents[K]) => void;
+
+/** Never wait longer than this between claims: engines misbehave after suspend, and a store's clock may jump. */
+const MAX_WAIT_MS = 30_000;
+
+interface ActiveRun {
+  readonly claim: ClaimedRun;
+  readonly def: TaskDefinition;
+  readonly controller: AbortController;
+  /** Set when the lease is gone (lost, superseded, or given back at stop): never complete. */
+  fenced: boolean;
+  settled: Promise<void>;
+}
+
+/**
+ * Claims due occurrences from the store and runs their handlers in this process.
+ * ONE timer, armed for the earliest due time the store reports (capped at 30 s, unref'd);
+ * a store notification re-arms it when an earlier occurrence appears.
+ */
+export class Executor {
+  readonly #store: Store;
+  readonly #tasks: ReadonlyMap<string, TaskDefinition>;
+  readonly #concurrency: number;
+  readonly #owner: string;
+  readonly #emit: Emit;
+  readonly #active = new Map<string, ActiveRun>();
+  readonly #runningByTask = new Map<string, number>();
+  #timer: NodeJS.Timeout | undefined;
+  #armedAt = Infinity;
+  #heartbeat: NodeJS.Timeout | undefined;
+  #unsubscribe: (() => void) | undefined;
+  #claiming = false;
+  #again = false;
+  #stopped = true;
+  /** Store clock minus local clock, from the latest claim. */
+  #offset = 0;
+  #completions: { completion: Completion; resolve: (s: CompletionStatus) => void; reject: (e: unknown) => void }[] = [];
+  #flushing = false;
+
+  constructor(store: Store, tasks: ReadonlyMap<string, TaskDefinition>, concurrency: number, owner: string, emit: Emit) {
+    this.#store = store;
+    this.#tasks = tasks;
+    this.#concurrency = concurrency;
+    this.#owner = owner;
+    this.#emit = emit;
+  }
+
+  get running(): number {
+    return this.#active.size;
+  }
+
+  start(): void {
+    if (!this.#stopped) return;
+    this.#stopped = false;
+    this.#unsubscribe = this.#store.subscribe((dueAt) => this.#onNotify(dueAt));
+    this.refresh();
+  }
+
+  /** Call after tasks were defined: re-times the heartbeat for the shortest lease and claims. */
+  refresh(): void {
+    if (this.#stopped) return;
+    clearInterval(this.#heartbeat);
+    // Renew at a third of the shortest lease, so two missed beats still keep it.
+    const beatMs = Math.max(20, Math.min(1000, Math.floor(this.#minLease() / 3)));
+    this.#heartbeat = setInterval(() => void this.#renew(), beatMs);
+    this.#heartbeat.unref();
+    this.wake();
+  }
+
+  /** Stops claiming, lets running work finish within `timeoutMs`, then aborts and gives back the rest. */
+  async stop(timeoutMs: number): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#unsubscribe?.();
+    this.#clearTimer();
+    const all = (): Promise<unknown> => Promise.allSettled([...this.#active.values()].map((r) => r.settled));
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = await Promise.race([
+      all().then(() => false),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), timeoutMs);
+        timer.unref();
+      }),
+    ]);
+    clearTimeout(timer);
+    if (timedOut) {
+      const giveBack: Completion[] = [];
+      for (const run of this.#active.values()) {
+        run.fenced = true;
+        run.controller.abort(new SchedkitError('ERR_STOPPED', 'the scheduler is stopping'));
+        giveBack.push({ token: run.claim.token, outcome: 'abandon', startedAt: 0, durationMs: 0 });
+      }
+      if (giveBack.length > 0) await this.#store.complete(giveBack).catch((err: unknown) => this.#error(err));
+    }
+    await this.#flush();
+    clearInterval(this.#heartbeat);
+    this.#heartbeat = undefined;
+  }
+
+  /** Claims now (coalesced: one claim in flight, another right after when asked meanwhile). */
+  wake(): void {
+    if (this.#stopped) return;
+    if (this.#claiming) {
+      this.#again = true;
+      return;
+    }
+    this.#claiming = true;
+    void this.#claimLoop().finally(() => {
+      this.#claiming = false;
+    });
+  }
+
+  async #claimLoop(): Promise<void> {
+    do {
+      this.#again = false;
+      const request = this.#request();
+      if (request === null) return; // at capacity or nothing defined: a finishing run wakes us
+      let result;
+      try {
+        result = await this.#store.claim(request);
+      } catch (err) {
+        this.#error(err);
+        this.#arm(Date.now() + 1000 + this.#offset); // retry the store later, no hot loop
+        return;
+      }
+      if (this.#stopped) {
+        // Claimed while stopping: give it straight back.
+        if (result.runs.length > 0) {
+          await this.#store.complete(result.runs.map((r) => ({ token: r.token, outcome: 'abandon' as const, startedAt: 0, durationMs: 0 }))).catch((err: unknown) => this.#error(err));
+        }
+        return;
+      }
+      this.#offset = result.now - Date.now();
+      for (const lost of result.lost) {
+        this.#emit('run:lost', { task: lost.task, uid: lost.uid, dueAt: new Date(lost.dueAt), attempt: lost.attempt, kind: lost.kind, requeued: lost.requeued, reason: 'lease expired' });
+        const active = this.#active.get(lost.token);
+        if (active !== undefined) this.#fence(active, 'lease expired');
+      }
+      for (const skip of result.skipped) {
+        this.#emit('run:skipped', { task: skip.task, uid: skip.uid, dueAt: new Date(skip.dueAt), reason: skip.reason });
+      }
+      for (const claim of result.runs) this.#start(claim);
+      const perTask = new Map<string, number>();
+      for (const run of result.runs) perTask.set(run.task, (perTask.get(run.task) ?? 0) + 1);
+      const full = result.runs.length >= request.limit || [...request.tasks].some(([task, p]) => (perTask.get(task) ?? 0) >= p.limit);
+      if (full && result.runs.length > 0) {
+        // More may be due: yield to I/O, then claim again.
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        this.#again = true;
+      } else {
+        this.#arm(result.nextDueAt, result.now);
+      }
+    } while (this.#again && !this.#stopped);
+  }
+
+  #request(): ClaimRequest | null {
+    const free = this.#concurrency - this.#active.size;
+    if (free <= 0) return null;
+    const tasks = new Map<string, TaskPolicy>();
+    for (const def of this.#tasks.values()) {
+      const c = def.config;
+      const limit = c.concurrency - (this.#runningByTask.get(def.name) ?? 0);
+      if (limit <= 0) continue;
+      tasks.set(def.name, { overlap: c.overlap, misfire: c.misfire, catchupWindow: c.catchupWindow, attempts: c.retry.attempts, leaseMs: c.leaseMs, limit });
+    }
+    if (tasks.size === 0) return null;
+    return { tasks, limit: free, owner: this.#owner };
+  }
+
+  /** Arms the one timer for store time `at` (null = nothing pending; still wake within 30 s). */
+  #arm(at: number | null, storeNow = Date.now() + this.#offset): void {
+    this.#clearTimer();
+    if (this.#stopped) return;
+    const target = at ?? storeNow + MAX_WAIT_MS;
+    const delay = Math.min(Math.max(target - storeNow, 0), MAX_WAIT_MS);
+    this.#armedAt = storeNow + delay;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#armedAt = Infinity;
+      this.wake();
+    }, delay);
+    this.#timer.unref();
+  }
+
+  #clearTimer(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#armedAt = Infinity;
+  }
+
+  #onNotify(dueAt: number): void {
+    if (this.#stopped || dueAt >= this.#armedAt) return;
+    if (this.#claiming) {
+      this.#again = true;
+      return;
+    }
+    this.#arm(dueAt);
+  }
+
+  #start(claim: ClaimedRun): void {
+    const def = this.#tasks.get(claim.task);
+    for (const token of claim.supersedes) {
+      const prev = this.#active.get(token);
+      if (prev !== undefined) this.#fence(prev, 'cancelled by a newer occurrence (overlap: cancel-previous)');
+    }
+    if (def === undefined) return; // cannot happen: we only claim defined tasks
+    const run: ActiveRun = { claim, def, controller: new AbortController(), fenced: false, settled: Promise.resolve() };
+    this.#active.set(claim.token, run);
+    this.#runningByTask.set(claim.task, (this.#runningByTask.get(claim.task) ?? 0) + 1);
+    run.settled = this.#execute(run).finally(() => {
+      this.#active.delete(claim.token);
+      this.#runningByTask.set(claim.task, (this.#runningByTask.get(claim.task) ?? 1) - 1);
+      this.wake();
+    });
+  }
+
+  #fence(run: ActiveRun, reason: string): void {
+    if (run.fenced) return;
+    run.fenced = true;
+    run.controller.abort(new LeaseLostError(run.claim.task, run.claim.uid, reason));
+  }
+
+  async #execute(run: ActiveRun): Promise<void> {
+    const { claim, def, controller } = run;
+    const event: RunEvent = { task: claim.task, uid: claim.uid, dueAt: new Date(claim.dueAt), attempt: claim.attempt, kind: claim.kind };
+    const ctx: RunContext = { ...event, params: claim.params, signal: controller.signal };
+    const started = Date.now();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = def.config.timeout;
+    if (timeout !== undefined) {
+      timer = setTimeout(() => controller.abort(new RunTimeoutError(claim.task, timeout)), timeout);
+      timer.unref();
+    }
+    this.#emit('run:start', event);
+    let result: JsonValue | null = null;
+    let error: Error | undefined;
+    try {
+      const value: unknown = await (def.handler as TaskHandler)(ctx);
+      result = value === undefined ? null : toJson(value, `task "${claim.task}" result`);
+    } catch (err) {
+      error = err instanceof Error ? err : new Error(String(err));
+    } finally {
+      clearTimeout(timer);
+    }
+    const reason: unknown = controller.signal.reason;
+    if (error === undefined && controller.signal.aborted && reason instanceof RunTimeoutError) error = reason;
+    const durationMs = Date.now() - started;
+    if (run.fenced) {
+      if (error === undefined && reason instanceof Error) error = reason;
+      this.#emit('run:failure', { ...event, error: error ?? new Error('lease lost'), durationMs, willRetry: false });
+      return;
+    }
+    const startedAt = started + this.#offset;
+    let completion: Completion;
+    if (error === undefined) {
+      completion = { token: claim.token, outcome: 'success', result, startedAt, durationMs };
+    } else {
+      const retry = def.config.retry;
+      const willRetry = claim.attempt < retry.attempts;
+      const retryAt = willRetry ? Date.now() + this.#offset + retryDelay(retry, claim.attempt) : undefined;
+      completion = { token: claim.token, outcome: 'failure', error: error.message, startedAt, durationMs, retryAt };
+    }
+    let status: CompletionStatus;
+    try {
+      status = await this.#complete(completion);
+    } catch (err) {
+      this.#error(err);
+      return;
+    }
+    if (status === 'lease-lost') {
+      this.#emit('run:lost', { ...event, requeued: false, reason: 'lease lost before completion' });
+      return;
+    }
+    if (error === undefined) {
+      this.#emit('run:success', { ...event, result, durationMs });
+    } else {
+      this.#emit('run:failure', { ...event, error, durationMs, willRetry: completion.retryAt !== undefined });
+      if (completion.retryAt !== undefined) {
+        this.#emit('run:retry', { ...event, error, retryAt: new Date(completion.retryAt - this.#offset), nextAttempt: claim.attempt + 1 });
+      }
+    }
+  }
+
+  /** Completions are batched: all that finish in one turn go to the store in one call. */
+  #complete(completion: Completion): Promise<CompletionStatus> {
+    return new Promise((resolve, reject) => {
+      this.#completions.push({ completion, resolve, reject });
+      if (this.#completions.length === 1) setImmediate(() => void this.#flush());
+    });
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#flushing || this.#completions.length === 0) return;
+    this.#flushing = true;
+    try {
+      while (this.#completions.length > 0) {
+        const batch = this.#completions;
+        this.#completions = [];
+        try {
+          const statuses = await this.#store.complete(batch.map((b) => b.completion));
+          batch.forEach((b, i) => b.resolve(statuses[i] ?? 'lease-lost'));
+        } catch (err) {
+          for (const b of batch) b.reject(err);
+        }
+      }
+    } finally {
+      this.#flushing = false;
+    }
+  }
+
+  async #renew(): Promise<void> {
+    if (this.#active.size === 0) return;
+    const byLease = new Map<number, ActiveRun[]>();
+    for (const run of this.#active.values()) {
+      if (run.fenced) continue;
+      const list = byLease.get(run.def.config.leaseMs) ?? [];
+      list.push(run);
+      byLease.set(run.def.config.leaseMs, list);
+    }
+    for (const [leaseMs, runs] of byLease) {
+      try {
+        const ok = await this.#store.renew(runs.map((r) => r.claim.token), leaseMs);
+        runs.forEach((run, i) => {
+          if (ok[i] !== true) this.#fence(run, 'lease could not be renewed');
+        });
+      } catch (err) {
+        this.#error(err);
+      }
+    }
+  }
+
+  #minLease(): number {
+    let min = 30_000;
+    for (const def of this.#tasks.values()) min = Math.min(min, def.config.leaseMs);
+    return min;
+  }
+
+  #error(err: unknown): void {
+    this.#emit('error', err instanceof Error ? err : new Error(String(err)));
+  }
+}

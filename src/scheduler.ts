@@ -1,0 +1,303 @@
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { hostname } from 'node:os';
+import { DuplicateTaskError, ScheduleNotFoundError, SchedkitError, SchedulerStoppedError, UnknownTaskError, ValidationError } from './errors.js';
+import { toOptionalJson } from './json.js';
+import { normalizeSchedule, normalizeTiming, taskConfig } from './options.js';
+import { Executor, type TaskDefinition } from './runner/executor.js';
+import { MemoryStore } from './store/memory/MemoryStore.js';
+import { loadRegistry } from './store/registry.js';
+import type { RegistryDump, SchedulePatch, ScheduleState, Store } from './store/Store.js';
+import { parseDuration } from './timing/duration.js';
+import type {
+  Lock,
+  LockOptions,
+  ScheduledRef,
+  ScheduleInfo,
+  ScheduleOptions,
+  SchedulerEvents,
+  SchedulerOptions,
+  StartOptions,
+  StopOptions,
+  TaskHandler,
+  TaskOptions,
+  TaskReport,
+  UpdateOptions,
+} from './types.js';
+import { checkInteger, checkName, checkObject } from './validate.js';
+
+type State = 'idle' | 'started' | 'stopping' | 'stopped';
+
+/**
+ * The facade: defines tasks, schedules them in the store, and (when started with
+ * `execute`) runs due occurrences through its executor. Every command is validated here;
+ * the store enforces "start once".
+ */
+export class Scheduler extends EventEmitter<SchedulerEvents> {
+  readonly store: Store;
+  readonly #tasks = new Map<string, TaskDefinition>();
+  readonly #options: SchedulerOptions;
+  readonly #concurrency: number;
+  readonly #owner: string;
+  readonly #executor: Executor;
+  #state: State = 'idle';
+  #opened: Promise<void> | undefined;
+  #executing = false;
+
+  constructor(options: SchedulerOptions = {}) {
+    super();
+    const opts = checkObject(options, 'Scheduler options') as SchedulerOptions;
+    this.#options = opts;
+    this.store = opts.store ?? new MemoryStore();
+    this.#concurrency = opts.concurrency === undefined ? 100 : checkInteger(opts.concurrency, 'Scheduler options.concurrency', 1);
+    if (opts.defaults !== undefined) taskConfig(opts.defaults, undefined, this.#concurrency, 'Scheduler options.defaults');
+    this.#owner = opts.owner ?? `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`;
+    this.#executor = new Executor(this.store, this.#tasks, this.#concurrency, this.#owner, (event, ...args) => this.#emitSafe(event, ...args));
+  }
+
+  /** `'idle'` before start, `'started'`, `'stopping'`, `'stopped'`. */
+  get state(): State {
+    return this.#state;
+  }
+
+  /** Runs in progress in this process. */
+  get running(): number {
+    return this.#executor.running;
+  }
+
+  /** Names of the tasks defined here. */
+  get tasks(): string[] {
+    return [...this.#tasks.keys()];
+  }
+
+  define<P = unknown>(task: string, handler: TaskHandler<P>, options?: TaskOptions): this {
+    checkName(task, 'define.task');
+    if (typeof handler !== 'function') throw new ValidationError('define.handler', 'must be a function');
+    if (this.#tasks.has(task)) throw new DuplicateTaskError(task);
+    const config = taskConfig(options, this.#options.defaults, this.#concurrency, `define("${task}").options`);
+    this.#tasks.set(task, { name: task, handler: handler as TaskHandler<never>, config });
+    if (this.#executing) this.#executor.refresh();
+    return this;
+  }
+
+  async start(options: StartOptions = {}): Promise<void> {
+    const opts = checkObject(options, 'start options');
+    if (this.#state === 'started') return;
+    if (this.#state === 'stopping') throw new SchedulerStoppedError('start');
+    await this.#open();
+    this.#state = 'started';
+    this.#executing = opts['execute'] !== false;
+    if (this.#executing) this.#executor.start();
+    this.#emitSafe('start');
+  }
+
+  /** Stops claiming, drains running work (aborting what outlasts `timeout`), closes the store. */
+  async stop(options: StopOptions = {}): Promise<void> {
+    const opts = checkObject(options, 'stop options');
+    if (this.#state === 'stopped' || this.#state === 'stopping') return;
+    const timeout = parseDuration(opts['timeout'] ?? '30s', 'stop.timeout');
+    this.#state = 'stopping';
+    try {
+      await this.#executor.stop(timeout);
+      this.#executing = false;
+      if (this.#opened !== undefined) {
+        this.#opened = undefined;
+        await this.store.close();
+      }
+    } finally {
+      this.#state = 'stopped';
+      this.#emitSafe('stop');
+    }
+  }
+
+  /** Creates or replaces the schedule `(task, uid)`. */
+  async schedule(task: string, options: ScheduleOptions): Promise<ScheduledRef> {
+    await this.#ready('schedule');
+    checkName(task, 'schedule.task');
+    if (this.#options.strictTasks === true && !this.#tasks.has(task)) throw new UnknownTaskError(task);
+    const s = normalizeSchedule(options, 'schedule');
+    const state = await this.store.upsert({ task, uid: s.uid, spec: s.spec, first: s.first, params: s.params, enabled: s.enabled, timeout: s.timeout });
+    return { task, uid: s.uid, nextRunAt: toDate(state.nextRunAt) };
+  }
+
+  /** Many schedules of one task in one store call; resolves their uids in order. */
+  async scheduleMany(task: string, list: readonly ScheduleOptions[]): Promise<string[]> {
+    await this.#ready('scheduleMany');
+    checkName(task, 'scheduleMany.task');
+    if (!Array.isArray(list)) throw new ValidationError('scheduleMany.list', 'must be an array');
+    if (this.#options.strictTasks === true && !this.#tasks.has(task)) throw new UnknownTaskError(task);
+    const inputs = list.map((options, i) => {
+      const s = normalizeSchedule(options, `scheduleMany[${i}]`);
+      return { task, uid: s.uid, spec: s.spec, first: s.first, params: s.params, enabled: s.enabled, timeout: s.timeout };
+    });
+    await this.store.upsertMany(inputs);
+    return inputs.map((i) => i.uid);
+  }
+
+  /** Removes a schedule; false when there was none. A run in progress finishes. */
+  async cancel(task: string, uid: string): Promise<boolean> {
+    await this.#ready('cancel');
+    return this.store.remove(checkName(task, 'cancel.task'), checkName(uid, 'cancel.uid'));
+  }
+
+  /** Queues a run now as its own occurrence (never lost, whatever holds the lease). */
+  async trigger(task: string, uid: string): Promise<void> {
+    await this.#ready('trigger');
+    if (!(await this.store.trigger(checkName(task, 'trigger.task'), checkName(uid, 'trigger.uid')))) throw new ScheduleNotFoundError(task, uid);
+  }
+
+  async update(task: string, uid: string, changes: UpdateOptions): Promise<TaskReport> {
+    await this.#ready('update');
+    checkName(task, 'update.task');
+    checkName(uid, 'update.uid');
+    const opts = checkObject(changes, 'update');
+    for (const key of Object.keys(opts)) {
+      if (!['enabled', 'params', 'schedule'].includes(key)) throw new ValidationError(`update.${key}`, 'is not a known option (known: enabled, params, schedule)');
+    }
+    let patch: SchedulePatch = {};
+    if (opts['enabled'] !== undefined) {
+      if (typeof opts['enabled'] !== 'boolean') throw new ValidationError('update.enabled', 'must be true or false');
+      patch = { ...patch, enabled: opts['enabled'] };
+    }
+    if ('params' in opts) patch = { ...patch, params: toOptionalJson(opts['params'], 'update.params') };
+    if (opts['schedule'] !== undefined) {
+      const timing = normalizeTiming(checkObject(opts['schedule'], 'update.schedule'), 'update.schedule');
+      patch = { ...patch, spec: timing.spec, first: timing.first, timeout: timing.timeout };
+    }
+    const state = await this.store.update(task, uid, patch);
+    if (state === null) throw new ScheduleNotFoundError(task, uid);
+    return toReport(state);
+  }
+
+  async get(task: string, uid: string): Promise<TaskReport | null> {
+    await this.#ready('get');
+    const state = await this.store.get(checkName(task, 'get.task'), checkName(uid, 'get.uid'));
+    return state === null ? null : toReport(state);
+  }
+
+  async list(filter: { task?: string } = {}): Promise<TaskReport[]> {
+    await this.#ready('list');
+    const f = checkObject(filter, 'list');
+    const task = f['task'] === undefined ? undefined : checkName(f['task'], 'list.task');
+    const states = await this.store.list(task === undefined ? {} : { task });
+    return states.map(toReport).sort((a, b) => (a.task === b.task ? (a.uid < b.uid ? -1 : 1) : a.task < b.task ? -1 : 1));
+  }
+
+  /** schedward's `TaskRunnerRegistryDump` (with recurring fields) of everything pending. */
+  async snapshot(): Promise<RegistryDump> {
+    await this.#ready('snapshot');
+    return this.store.snapshot();
+  }
+
+  /**
+   * Restores a dump: each entry replaces the schedule of the same `(task, uid)` (so loading
+   * twice never duplicates); entries whose `iat` passed run at once. Validates the whole
+   * dump before changing anything. Resolves how many schedules were loaded.
+   */
+  async load(registry: RegistryDump): Promise<number> {
+    await this.#ready('load');
+    const inputs = loadRegistry(registry);
+    await this.store.upsertMany(inputs);
+    return inputs.length;
+  }
+
+  /** Takes a lock; null when someone else holds it. */
+  async lock(key: string, options: LockOptions = {}): Promise<Lock | null> {
+    await this.#ready('lock');
+    checkName(key, 'lock.key');
+    const ttl = parseDuration(checkObject(options, 'lock options')['ttl'] ?? '30s', 'lock.ttl', { allowZero: false });
+    const token = randomUUID();
+    if (!(await this.store.acquireLock(key, token, ttl))) return null;
+    const store = this.store;
+    return {
+      key,
+      token,
+      release: () => store.releaseLock(key, token),
+      extend: (more?: unknown) => store.extendLock(key, token, more === undefined ? ttl : parseDuration(more, 'lock.extend.ttl', { allowZero: false })),
+    };
+  }
+
+  /**
+   * Runs `fn` while holding `key`, extending the lock at half its ttl; throws
+   * `SchedkitError` with code `ERR_LOCK_HELD` when another holds it.
+   */
+  async withLock<T>(key: string, fn: (lock: Lock) => Promise<T> | T, options: LockOptions = {}): Promise<T> {
+    const lock = await this.lock(key, options);
+    if (lock === null) throw new SchedkitError('ERR_LOCK_HELD', `withLock: lock "${key}" is held by another owner`);
+    const ttl = parseDuration(options.ttl ?? '30s', 'lock.ttl');
+    const keepAlive = setInterval(() => void lock.extend().catch(() => undefined), Math.max(10, Math.floor(ttl / 2)));
+    keepAlive.unref();
+    try {
+      return await fn(lock);
+    } finally {
+      clearInterval(keepAlive);
+      await lock.release();
+    }
+  }
+
+  /** Removes every schedule, lock and lease of this store's namespace. */
+  async clear(): Promise<number> {
+    await this.#ready('clear');
+    return this.store.clear();
+  }
+
+  async #ready(operation: string): Promise<void> {
+    if (this.#state === 'stopped' || this.#state === 'stopping') throw new SchedulerStoppedError(operation);
+    await this.#open();
+  }
+
+  #open(): Promise<void> {
+    this.#opened ??= this.store.open().catch((err: unknown) => {
+      this.#opened = undefined;
+      throw err;
+    });
+    return this.#opened;
+  }
+
+  /** Emits; an `error` with no listener is reported as a process warning instead of throwing. */
+  #emitSafe<K extends keyof SchedulerEvents>(event: K, ...args: SchedulerEvents[K]): void {
+    if (event === 'error' && this.listenerCount('error') === 0) {
+      const err = args[0] as Error;
+      process.emitWarning(`schedkit: ${err.message}`, { code: 'SCHEDKIT_ERROR' });
+      return;
+    }
+    try {
+      (this.emit as (e: K, ...a: SchedulerEvents[K]) => boolean)(event, ...args);
+    } catch (err) {
+      // A throwing listener must not break the scheduler's loop.
+      if (event !== 'error') this.#emitSafe('error', err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+}
+
+function toDate(ms: number | null): Date | null {
+  return ms === null ? null : new Date(ms);
+}
+
+export function toReport(s: ScheduleState): TaskReport {
+  const schedule: ScheduleInfo =
+    s.spec.kind === 'once' ? { kind: 'once' } : s.spec.kind === 'every' ? { kind: 'every', every: s.spec.every } : s.spec.tz === undefined ? { kind: 'cron', cron: s.spec.cron } : { kind: 'cron', cron: s.spec.cron, tz: s.spec.tz };
+  const r = s.report;
+  return {
+    id: `${s.task}/${s.uid}`,
+    task: s.task,
+    uid: s.uid,
+    schedule,
+    params: s.params,
+    enabled: s.enabled,
+    nextRunAt: toDate(s.nextRunAt),
+    lastExecutedAt: toDate(r.lastExecutedAt),
+    lastFinishedAt: toDate(r.lastFinishedAt),
+    isRunning: r.running > 0,
+    running: r.running,
+    lastResult: r.lastResult,
+    lastError: r.lastError,
+    lastDurationMs: r.lastDurationMs,
+    attempts: r.attempts,
+    successes: r.successes,
+    failures: r.failures,
+    skips: r.skips,
+    pending: s.pending,
+    history: r.history,
+  };
+}
