@@ -8,5 +8,6 @@ export default defineConfig({
     pool: 'forks',
     // Two cores: run files two at a time; each file is isolated in its own process.
     maxWorkers: 2,
+    reporters: ['default', './tests/summary-reporter.ts'],
   },
 });

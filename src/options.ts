@@ -54,7 +54,7 @@ export function taskConfig(input: TaskOptions | undefined, defaults: TaskOptions
 }
 
 function retryPolicy(input: RetryOptions | number | undefined, field: string): RetryPolicy {
-  const opts: RetryOptions = typeof input === 'number' ? { attempts: input } : input === undefined ? {} : (checkObject(input, field) as RetryOptions);
+  const opts: RetryOptions = typeof input === 'number' ? { attempts: input } : input === undefined ? {} : (checkObject(input, field));
   checkKeys(opts as Record<string, unknown>, RETRY_KEYS, field);
   return {
     attempts: opts.attempts === undefined ? 1 : checkInteger(opts.attempts, `${field}.attempts`, 1, 1_000_000),

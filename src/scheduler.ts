@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { DuplicateTaskError, ScheduleNotFoundError, SchedkitError, SchedulerStoppedError, UnknownTaskError, ValidationError } from './errors.js';
-import { toOptionalJson } from './json.js';
+import { toOptionalJson, type JsonValue } from './json.js';
 import { normalizeSchedule, normalizeTiming, taskConfig } from './options.js';
 import { Executor, type TaskDefinition } from './runner/executor.js';
 import { MemoryStore } from './store/memory/MemoryStore.js';
@@ -70,12 +70,12 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     return [...this.#tasks.keys()];
   }
 
-  define<P = unknown>(task: string, handler: TaskHandler<P>, options?: TaskOptions): this {
+  define<P = JsonValue | undefined>(task: string, handler: TaskHandler<P>, options?: TaskOptions): this {
     checkName(task, 'define.task');
     if (typeof handler !== 'function') throw new ValidationError('define.handler', 'must be a function');
     if (this.#tasks.has(task)) throw new DuplicateTaskError(task);
     const config = taskConfig(options, this.#options.defaults, this.#concurrency, `define("${task}").options`);
-    this.#tasks.set(task, { name: task, handler: handler as TaskHandler<never>, config });
+    this.#tasks.set(task, { name: task, handler: handler, config });
     if (this.#executing) this.#executor.refresh();
     return this;
   }
@@ -124,9 +124,10 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   async scheduleMany(task: string, list: readonly ScheduleOptions[]): Promise<string[]> {
     await this.#ready('scheduleMany');
     checkName(task, 'scheduleMany.task');
-    if (!Array.isArray(list)) throw new ValidationError('scheduleMany.list', 'must be an array');
+    const items: unknown = list;
+    if (!Array.isArray(items)) throw new ValidationError('scheduleMany.list', 'must be an array');
     if (this.#options.strictTasks === true && !this.#tasks.has(task)) throw new UnknownTaskError(task);
-    const inputs = list.map((options, i) => {
+    const inputs = (items as readonly ScheduleOptions[]).map((options, i) => {
       const s = normalizeSchedule(options, `scheduleMany[${i}]`);
       return { task, uid: s.uid, spec: s.spec, first: s.first, params: s.params, enabled: s.enabled, timeout: s.timeout };
     });

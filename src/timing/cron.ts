@@ -6,10 +6,12 @@ import { InvalidCronError } from '../errors.js';
  * `tz` an IANA zone (default: the process's local zone).
  *
  * DST, as croner computes it and as tests/timing.test.ts pins down:
- * - spring forward: a wall time inside the skipped hour (02:30 in Europe/Berlin on the last
- *   Sunday of March) does not exist; that day's occurrence fires at the first instant after
- *   the gap instead of being dropped, and the next day fires at 02:30 as usual;
- * - fall back: a wall time inside the repeated hour fires once (the first pass), never twice;
+ * - spring forward: a wall time inside the skipped hour does not exist; that day's
+ *   occurrence fires one hour later on the wall clock (02:30 in Europe/Berlin on
+ *   2026-03-29 fires at 03:30 CEST), never dropped; the next day fires at 02:30 again;
+ * - fall back: a wall time inside the repeated hour fires once, on its first pass (CEST);
+ *   the second pass of that hour fires nothing, so a every-30-minutes schedule has one
+ *   90-minute gap that night instead of a double fire;
  * - every computed next time is strictly later than the previous one, so a schedule can
  *   neither loop nor stop.
  */

@@ -595,7 +595,7 @@ export class MemoryStore implements Store {
       return;
     }
     const t = this.#table;
-    const finished = meta.pending === 0 && (t.pos[slot] as number) < 0 && (meta.spec === undefined ? meta.claimed : Number.isNaN(t.due[slot] as number));
+    const finished = meta.pending === 0 && (t.pos[slot] as number) < 0 && (meta.spec === undefined ? meta.claimed : Number.isNaN(t.due[slot]));
     if (finished) this.#delete(q, slot);
   }
 

@@ -54,7 +54,7 @@ export class SlotHeap {
     this.#items[i] = last;
     k.pos[last] = i;
     this.#up(i);
-    this.#down(k.pos[last] as number);
+    this.#down(k.pos[last]);
   }
 
   /** Empties the heap (slots' positions are reset by the caller's table). */

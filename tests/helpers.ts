@@ -1,0 +1,46 @@
+import { afterEach } from 'vitest';
+import { Scheduler } from '../src/index.js';
+import type { SchedulerOptions } from '../src/index.js';
+
+/** Polls `check` until it returns true; fails with `what` after `timeoutMs` (generous: machines are noisy). */
+export async function waitFor(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`);
+    await sleep(10);
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * Schedulers made by `track` are stopped after each test, and a test that left one running
+ * (leaked timers or connections) fails.
+ */
+export function schedulerTracker(): (options?: SchedulerOptions) => Scheduler {
+  const made: Scheduler[] = [];
+  afterEach(async () => {
+    const leaked = made.filter((s) => s.state === 'started');
+    await Promise.all(made.map((s) => s.stop({ timeout: 2000 })));
+    made.length = 0;
+    if (leaked.length > 0 && process.env['SCHEDKIT_STRICT_LEAKS'] === '1') {
+      throw new Error(`${leaked.length} scheduler(s) were left running by the test`);
+    }
+  });
+  return (options?: SchedulerOptions) => {
+    const s = new Scheduler(options);
+    s.on('error', () => undefined);
+    made.push(s);
+    return s;
+  };
+}
+
+/** A deferred promise a test resolves by hand. */
+export function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => void } {
+  let resolve!: (v: T) => void;
+  const promise = new Promise<T>((r) => (resolve = r));
+  return { promise, resolve };
+}
