@@ -83,7 +83,6 @@ export interface NormalizedSchedule {
 }
 
 const SCHEDULE_KEYS = ['uid', 'in', 'at', 'every', 'cron', 'tz', 'params', 'enabled'] as const;
-const TIMING_KEYS = ['in', 'at', 'every', 'cron', 'tz'] as const;
 /** Largest absolute time accepted (year ~2286). */
 const MAX_EPOCH_MS = 1e13;
 
@@ -101,27 +100,28 @@ export function normalizeSchedule(input: ScheduleOptions, field: string): Normal
 }
 
 export function normalizeTiming(input: Record<string, unknown>, field: string): Pick<NormalizedSchedule, 'spec' | 'first' | 'timeout'> {
-  const present = TIMING_KEYS.filter((k) => input[k] !== undefined && k !== 'tz');
-  const has = (k: string): boolean => present.includes(k as (typeof TIMING_KEYS)[number]);
-  if (present.length === 0) throw new ValidationError(field, 'needs one of `in`, `at`, `every` or `cron`');
-  if (has('in') && has('at')) throw new ValidationError(field, 'takes `in` or `at`, not both');
-  if (has('cron') && (has('every') || has('in') || has('at'))) throw new ValidationError(field, '`cron` cannot be combined with `in`, `at` or `every`');
-  if (input['tz'] !== undefined && !has('cron')) throw new ValidationError(`${field}.tz`, 'is only valid with `cron`');
+  const hasIn = input['in'] !== undefined;
+  const hasAt = input['at'] !== undefined;
+  const hasEvery = input['every'] !== undefined;
+  const hasCron = input['cron'] !== undefined;
+  if (!hasIn && !hasAt && !hasEvery && !hasCron) throw new ValidationError(field, 'needs one of `in`, `at`, `every` or `cron`');
+  if (hasIn && hasAt) throw new ValidationError(field, 'takes `in` or `at`, not both');
+  if (hasCron && (hasEvery || hasIn || hasAt)) throw new ValidationError(field, '`cron` cannot be combined with `in`, `at` or `every`');
+  if (input['tz'] !== undefined && !hasCron) throw new ValidationError(`${field}.tz`, 'is only valid with `cron`');
 
-  let first: FirstDue = { next: true };
+  let first: FirstDue = NEXT;
   let delay = 0;
-  if (has('in')) {
+  if (hasIn) {
     delay = parseDuration(input['in'], `${field}.in`);
     first = { in: delay };
-  } else if (has('at')) {
-    const at = parseAt(input['at'], `${field}.at`);
-    first = { at };
+  } else if (hasAt) {
+    first = { at: parseAt(input['at'], `${field}.at`) };
   }
-  if (has('every')) {
+  if (hasEvery) {
     const every = parseDuration(input['every'], `${field}.every`, { allowZero: false });
     return { spec: { kind: 'every', every, anchor: 0 }, first, timeout: every };
   }
-  if (has('cron')) {
+  if (hasCron) {
     const cron = input['cron'];
     if (typeof cron !== 'string') throw new ValidationError(`${field}.cron`, 'must be a string');
     const tz = input['tz'];
@@ -131,8 +131,11 @@ export function normalizeTiming(input: Record<string, unknown>, field: string): 
     getCron(cron, tz, `${field}.cron`);
     return { spec: { kind: 'cron', cron, tz }, first, timeout: 0 };
   }
-  return { spec: { kind: 'once' }, first, timeout: delay };
+  return { spec: ONCE, first, timeout: delay };
 }
+
+const NEXT: FirstDue = Object.freeze({ next: true });
+const ONCE: ScheduleSpec = Object.freeze({ kind: 'once' });
 
 function parseAt(value: unknown, field: string): number {
   let ms: number;

@@ -42,6 +42,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   readonly #executor: Executor;
   #state: State = 'idle';
   #opened: Promise<void> | undefined;
+  #isOpen = false;
   #executing = false;
 
   constructor(options: SchedulerOptions = {}) {
@@ -102,6 +103,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       this.#executing = false;
       if (this.#opened !== undefined) {
         this.#opened = undefined;
+        this.#isOpen = false;
         await this.store.close();
       }
     } finally {
@@ -116,8 +118,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     checkName(task, 'schedule.task');
     if (this.#options.strictTasks === true && !this.#tasks.has(task)) throw new UnknownTaskError(task);
     const s = normalizeSchedule(options, 'schedule');
-    const state = await this.store.upsert({ task, uid: s.uid, spec: s.spec, first: s.first, params: s.params, enabled: s.enabled, timeout: s.timeout });
-    return { task, uid: s.uid, nextRunAt: toDate(state.nextRunAt) };
+    const due = await this.store.upsert({ task, uid: s.uid, spec: s.spec, first: s.first, params: s.params, enabled: s.enabled, timeout: s.timeout });
+    return { task, uid: s.uid, nextRunAt: toDate(due) };
   }
 
   /** Many schedules of one task in one store call; resolves their uids in order. */
@@ -242,16 +244,22 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     return this.store.clear();
   }
 
-  async #ready(operation: string): Promise<void> {
+  /** Throws after stop; opens the store on first use. Synchronous once the store is open (hot path). */
+  #ready(operation: string): Promise<void> | undefined {
     if (this.#state === 'stopped' || this.#state === 'stopping') throw new SchedulerStoppedError(operation);
-    await this.#open();
+    return this.#isOpen ? undefined : this.#open();
   }
 
   #open(): Promise<void> {
-    this.#opened ??= this.store.open().catch((err: unknown) => {
-      this.#opened = undefined;
-      throw err;
-    });
+    this.#opened ??= this.store.open().then(
+      () => {
+        this.#isOpen = true;
+      },
+      (err: unknown) => {
+        this.#opened = undefined;
+        throw err;
+      },
+    );
     return this.#opened;
   }
 

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { MemoryStore, StoreError, type RunContext } from '../src/index.js';
 import { schedulerTracker, sleep, waitFor } from './helpers.js';
 
@@ -94,17 +94,35 @@ describe('MemoryStore', () => {
   });
 
   it('arms ONE timer however many schedules it holds', async () => {
-    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
-    const s = track();
-    s.define('t', () => undefined);
-    await s.start();
-    await s.schedule('t', { uid: 'first', in: '1h' });
-    await sleep(20);
-    const base = timers();
-    await s.scheduleMany('t', Array.from({ length: 5000 }, (_, i) => ({ uid: `u${i}`, in: 60_000 + i })));
-    for (let i = 0; i < 100; i++) await s.schedule('t', { uid: `v${i}`, in: 30_000 - i });
-    await sleep(20);
-    expect(timers()).toBe(base);
+    // Track live setTimeout handles (unref'd timers are invisible to getActiveResourcesInfo).
+    const live = new Set<unknown>();
+    const realSet = globalThis.setTimeout;
+    const realClear = globalThis.clearTimeout;
+    const setSpy = vi.spyOn(globalThis, 'setTimeout').mockImplementation(((fn: (...a: unknown[]) => void, ms?: number, ...args: unknown[]) => {
+      const handle = realSet(() => {
+        live.delete(handle);
+        fn(...args);
+      }, ms);
+      live.add(handle);
+      return handle;
+    }) as unknown as typeof setTimeout);
+    const clearSpy = vi.spyOn(globalThis, 'clearTimeout').mockImplementation(((handle?: NodeJS.Timeout) => {
+      live.delete(handle);
+      realClear(handle);
+    }) as typeof clearTimeout);
+    try {
+      const s = track();
+      s.define('t', () => undefined);
+      await s.start();
+      await s.scheduleMany('t', Array.from({ length: 5000 }, (_, i) => ({ uid: `u${i}`, in: 60_000 + i })));
+      for (let i = 0; i < 100; i++) await s.schedule('t', { uid: `v${i}`, in: 30_000 - i });
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(live.size).toBe(1);
+      expect((await s.list()).length).toBe(5100);
+    } finally {
+      setSpy.mockRestore();
+      clearSpy.mockRestore();
+    }
   });
 
   it('a process exits by itself after stop() (nothing left holding it open)', async () => {

@@ -212,8 +212,11 @@ export interface Store {
   /** The store's clock (epoch ms). */
   now(): Promise<number>;
 
-  /** Creates or replaces the schedule `(task, uid)`; pending extra occurrences are dropped. */
-  upsert(input: ScheduleInput): Promise<ScheduleState>;
+  /**
+   * Creates or replaces the schedule `(task, uid)`; pending extra occurrences are dropped.
+   * Resolves the due time of its first occurrence (null when it never fires).
+   */
+  upsert(input: ScheduleInput): Promise<number | null>;
   /** Many upserts in one call (one round trip where the store can). */
   upsertMany(inputs: readonly ScheduleInput[]): Promise<void>;
   /** Removes a schedule and its pending occurrences; running runs finish but change nothing. */

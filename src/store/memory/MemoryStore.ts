@@ -28,7 +28,7 @@ import {
   type TaskPolicy,
 } from '../Store.js';
 import { ObjectHeap, SlotHeap } from './heap.js';
-import { FLAG_ENABLED, newMeta, ScheduleTable, type ExtraOccurrence, type Meta } from './table.js';
+import { FLAG_ENABLED, newMeta, ScheduleTable, SlotIndex, type ExtraOccurrence, type Meta } from './table.js';
 
 export interface MemoryStoreOptions {
   /**
@@ -48,7 +48,6 @@ export interface MemoryStoreOptions {
 interface TaskQueue {
   readonly id: number;
   readonly name: string;
-  readonly index: Map<string, number>;
   readonly heap: SlotHeap;
   readonly extra: ObjectHeap<ExtraOccurrence>;
 }
@@ -80,6 +79,7 @@ const FILE_FORMAT = 'schedkit-memory-store';
 export class MemoryStore implements Store {
   readonly kind = 'memory';
   readonly #table = new ScheduleTable();
+  readonly #index = new SlotIndex(this.#table);
   readonly #queues = new Map<string, TaskQueue>();
   readonly #queueById: TaskQueue[] = [];
   readonly #leases = new Map<string, Lease>();
@@ -200,9 +200,10 @@ export class MemoryStore implements Store {
 
   // ---------------------------------------------------------------- schedules
 
-  upsert(input: ScheduleInput): Promise<ScheduleState> {
+  upsert(input: ScheduleInput): Promise<number | null> {
     const slot = this.#upsert(input, this.#clock());
-    return Promise.resolve(this.#state(slot));
+    const due = this.#table.due[slot] as number;
+    return Promise.resolve(Number.isNaN(due) ? null : due);
   }
 
   upsertMany(inputs: readonly ScheduleInput[]): Promise<void> {
@@ -214,15 +215,15 @@ export class MemoryStore implements Store {
   #upsert(input: ScheduleInput, now: number): number {
     const t = this.#table;
     const q = this.#queue(input.task);
-    let slot = q.index.get(input.uid);
+    let slot = this.#index.find(q.id, input.uid);
     let carried: Meta | undefined;
-    if (slot !== undefined) {
+    if (slot !== -1) {
       // Replace: fence out the old definition's runs and queued occurrences (new gen),
       // keep its report and history.
       q.heap.remove(slot);
       carried = t.meta[slot];
+      this.#index.delete(slot);
       t.release(slot);
-      q.index.delete(input.uid);
     }
     const due = resolveFirst(input.first, input.spec, now);
     slot = t.alloc();
@@ -239,7 +240,7 @@ export class MemoryStore implements Store {
       if (carried !== undefined) copyReport(carried, meta);
       t.meta[slot] = meta;
     }
-    q.index.set(input.uid, slot);
+    this.#index.insert(slot);
     if (input.enabled && due !== null) {
       q.heap.push(slot);
       this.#notify(due);
@@ -250,15 +251,15 @@ export class MemoryStore implements Store {
 
   remove(task: string, uid: string): Promise<boolean> {
     const q = this.#queues.get(task);
-    const slot = q?.index.get(uid);
-    if (q === undefined || slot === undefined) return Promise.resolve(false);
+    const slot = this.#find(q, uid);
+    if (q === undefined || slot === -1) return Promise.resolve(false);
     this.#delete(q, slot);
     return Promise.resolve(true);
   }
 
   #delete(q: TaskQueue, slot: number): void {
     q.heap.remove(slot);
-    q.index.delete(this.#table.uid[slot] as string);
+    this.#index.delete(slot);
     const hadExtra = (this.#table.meta[slot]?.pending ?? 0) > 0;
     this.#table.release(slot);
     if (hadExtra) q.extra.filter((o) => o.slot !== slot || o.gen === this.#table.gen[slot]);
@@ -266,23 +267,24 @@ export class MemoryStore implements Store {
   }
 
   get(task: string, uid: string): Promise<ScheduleState | null> {
-    const slot = this.#queues.get(task)?.index.get(uid);
-    return Promise.resolve(slot === undefined ? null : this.#state(slot));
+    const slot = this.#find(this.#queues.get(task), uid);
+    return Promise.resolve(slot === -1 ? null : this.#state(slot));
   }
 
   list(filter: ListFilter = {}): Promise<ScheduleState[]> {
     const out: ScheduleState[] = [];
-    for (const q of this.#queues.values()) {
-      if (filter.task !== undefined && q.name !== filter.task) continue;
-      for (const slot of q.index.values()) out.push(this.#state(slot));
+    const only = filter.task === undefined ? undefined : this.#queues.get(filter.task);
+    if (filter.task !== undefined && only === undefined) return Promise.resolve(out);
+    for (const slot of this.#table.slots()) {
+      if (only === undefined || this.#table.task[slot] === only.id) out.push(this.#state(slot));
     }
     return Promise.resolve(out);
   }
 
   update(task: string, uid: string, patch: SchedulePatch): Promise<ScheduleState | null> {
     const q = this.#queues.get(task);
-    const slot = q?.index.get(uid);
-    if (q === undefined || slot === undefined) return Promise.resolve(null);
+    const slot = this.#find(q, uid);
+    if (q === undefined || slot === -1) return Promise.resolve(null);
     const t = this.#table;
     const now = this.#clock();
     if (patch.params !== undefined || 'params' in patch) t.params[slot] = patch.params;
@@ -315,8 +317,8 @@ export class MemoryStore implements Store {
 
   trigger(task: string, uid: string): Promise<boolean> {
     const q = this.#queues.get(task);
-    const slot = q?.index.get(uid);
-    if (q === undefined || slot === undefined) return Promise.resolve(false);
+    const slot = this.#find(q, uid);
+    if (q === undefined || slot === -1) return Promise.resolve(false);
     const now = this.#clock();
     this.#pushExtra(q, slot, now, now, 1, 'trigger');
     return Promise.resolve(true);
@@ -324,26 +326,26 @@ export class MemoryStore implements Store {
 
   depths(): Promise<Map<string, { due: number; scheduled: number; running: number }>> {
     const now = this.#clock();
-    const out = new Map<string, { due: number; scheduled: number; running: number }>();
     const t = this.#table;
-    for (const q of this.#queues.values()) {
-      let due = 0;
-      let scheduled = 0;
-      let running = 0;
-      for (const slot of q.index.values()) {
-        const meta = t.meta[slot];
-        running += meta?.running ?? 0;
-        if ((t.pos[slot] as number) >= 0) {
-          if ((t.due[slot] as number) <= now) due++;
-          else scheduled++;
-        }
+    const counts = this.#queueById.map(() => ({ due: 0, scheduled: 0, running: 0 }));
+    for (const slot of t.slots()) {
+      const c = counts[t.task[slot] as number];
+      if (c === undefined) continue;
+      c.running += t.meta[slot]?.running ?? 0;
+      if ((t.pos[slot] as number) >= 0) {
+        if ((t.due[slot] as number) <= now) c.due++;
+        else c.scheduled++;
       }
+    }
+    const out = new Map<string, { due: number; scheduled: number; running: number }>();
+    for (const q of this.#queues.values()) {
+      const c = counts[q.id] as { due: number; scheduled: number; running: number };
       for (const o of q.extra.values()) {
         if (o.gen !== t.gen[o.slot]) continue;
-        if (o.at <= now) due++;
-        else scheduled++;
+        if (o.at <= now) c.due++;
+        else c.scheduled++;
       }
-      out.set(q.name, { due, scheduled, running });
+      out.set(q.name, c);
     }
     return Promise.resolve(out);
   }
@@ -649,28 +651,23 @@ export class MemoryStore implements Store {
 
   #dump(): RegistryDump {
     const t = this.#table;
+    // Only tasks with entries appear: no empty `task: {}` (schedward's bug).
     const out: RegistryDump = {};
-    for (const q of this.#queues.values()) {
-      if (q.index.size === 0) continue; // no empty `task: {}` entries (schedward's bug)
-      const entries: { [uid: string]: RegistryEntry } = {};
-      let any = false;
-      for (const [uid, slot] of q.index) {
-        const due = t.due[slot] as number;
-        if (Number.isNaN(due)) continue;
-        const entry: RegistryEntry = { iat: due, timeout: t.timeout[slot] as number };
-        const params = t.params[slot];
-        if (params !== undefined) entry.params = params;
-        const spec = t.meta[slot]?.spec;
-        if (spec?.kind === 'every') entry.every = spec.every;
-        if (spec?.kind === 'cron') {
-          entry.cron = spec.cron;
-          if (spec.tz !== undefined) entry.tz = spec.tz;
-        }
-        if (((t.flags[slot] as number) & FLAG_ENABLED) === 0) entry.enabled = false;
-        entries[uid] = entry;
-        any = true;
+    for (const slot of t.slots()) {
+      const due = t.due[slot] as number;
+      if (Number.isNaN(due)) continue;
+      const entry: RegistryEntry = { iat: due, timeout: t.timeout[slot] as number };
+      const params = t.params[slot];
+      if (params !== undefined) entry.params = params;
+      const spec = t.meta[slot]?.spec;
+      if (spec?.kind === 'every') entry.every = spec.every;
+      if (spec?.kind === 'cron') {
+        entry.cron = spec.cron;
+        if (spec.tz !== undefined) entry.tz = spec.tz;
       }
-      if (any) out[q.name] = entries;
+      if (((t.flags[slot] as number) & FLAG_ENABLED) === 0) entry.enabled = false;
+      const task = this.#queueById[t.task[slot] as number]?.name as string;
+      (out[task] ??= {})[t.uid[slot] as string] = entry;
     }
     return out;
   }
@@ -679,10 +676,10 @@ export class MemoryStore implements Store {
     const count = this.#table.live;
     for (const q of this.#queues.values()) {
       q.heap.clear();
-      q.index.clear();
       q.extra.filter(() => false);
     }
     this.#table.reset();
+    this.#index.clear();
     this.#leases.clear();
     this.#locks.clear();
     this.#dirty = true;
@@ -695,11 +692,15 @@ export class MemoryStore implements Store {
     let q = this.#queues.get(task);
     if (q === undefined) {
       const table = this.#table;
-      q = { id: this.#queueById.length, name: task, index: new Map(), heap: new SlotHeap(() => table), extra: new ObjectHeap() };
+      q = { id: this.#queueById.length, name: task, heap: new SlotHeap(() => table), extra: new ObjectHeap() };
       this.#queues.set(task, q);
       this.#queueById.push(q);
     }
     return q;
+  }
+
+  #find(q: TaskQueue | undefined, uid: string): number {
+    return q === undefined ? -1 : this.#index.find(q.id, uid);
   }
 
   #meta(slot: number): Meta {

@@ -85,6 +85,11 @@ export class ScheduleTable implements SlotKeys {
     return this.#live;
   }
 
+  /** Every slot that holds a schedule, in slot order. */
+  *slots(): Generator<number> {
+    for (let slot = 0; slot < this.#next; slot++) if (this.uid[slot] !== undefined) yield slot;
+  }
+
   alloc(): number {
     let slot = this.#free.pop();
     if (slot === undefined) {
@@ -141,5 +146,108 @@ export class ScheduleTable implements SlotKeys {
     flags.set(this.flags);
     this.flags = flags;
     this.#capacity = cap;
+  }
+}
+
+/**
+ * `(task id, uid) -> slot`, open addressing with linear probing over an Int32Array. The keys
+ * are the table's own `task`/`uid` columns, so an entry costs 4-8 bytes instead of a `Map`
+ * entry's ~40, and a lookup hashes the uid once with FNV-1a seeded per process (so
+ * precomputed colliding uids cannot be sent to degrade it). Deletion shifts entries back,
+ * so no tombstones accumulate.
+ */
+export class SlotIndex {
+  /** Bucket -> slot (-1 = empty). */
+  #slots = new Int32Array(1024).fill(-1);
+  /** Bucket -> the key's full hash: probes and resizes compare it before touching strings. */
+  #hashes = new Int32Array(1024);
+  #mask = 1023;
+  #size = 0;
+  readonly #seed = (Math.random() * 0x7fffffff) | 0;
+  constructor(private readonly table: ScheduleTable) {}
+
+  get size(): number {
+    return this.#size;
+  }
+
+  #hash(taskId: number, uid: string): number {
+    let h = (0x811c9dc5 ^ this.#seed ^ Math.imul(taskId, 0x9e3779b1)) | 0;
+    for (let i = 0; i < uid.length; i++) {
+      h ^= uid.charCodeAt(i);
+      h = Math.imul(h, 0x01000193);
+    }
+    h ^= h >>> 15;
+    return Math.imul(h, 0x2c1b3c6d);
+  }
+
+  find(taskId: number, uid: string): number {
+    const t = this.table;
+    const h = this.#hash(taskId, uid);
+    let i = h & this.#mask;
+    for (;;) {
+      const slot = this.#slots[i] as number;
+      if (slot === -1) return -1;
+      if (this.#hashes[i] === h && t.uid[slot] === uid && t.task[slot] === taskId) return slot;
+      i = (i + 1) & this.#mask;
+    }
+  }
+
+  /** Adds `slot` under its table key; the key must not be present. */
+  insert(slot: number): void {
+    if ((this.#size + 1) * 2 > this.#slots.length) this.#resize(this.#slots.length * 2);
+    this.#place(slot, this.#hash(this.table.task[slot] as number, this.table.uid[slot] as string));
+    this.#size++;
+  }
+
+  delete(slot: number): void {
+    const mask = this.#mask;
+    let i = this.#hash(this.table.task[slot] as number, this.table.uid[slot] as string) & mask;
+    while (this.#slots[i] !== slot) {
+      if (this.#slots[i] === -1) return;
+      i = (i + 1) & mask;
+    }
+    // Backward-shift deletion: move later entries of the probe run into the hole.
+    let hole = i;
+    let j = i;
+    for (;;) {
+      j = (j + 1) & mask;
+      const s = this.#slots[j] as number;
+      if (s === -1) break;
+      const home = (this.#hashes[j] as number) & mask;
+      // Move s into the hole when its home is not in the cyclic range (hole, j].
+      if (hole <= j ? home <= hole || home > j : home <= hole && home > j) {
+        this.#slots[hole] = s;
+        this.#hashes[hole] = this.#hashes[j] as number;
+        hole = j;
+      }
+    }
+    this.#slots[hole] = -1;
+    this.#size--;
+  }
+
+  clear(): void {
+    this.#slots = new Int32Array(1024).fill(-1);
+    this.#hashes = new Int32Array(1024);
+    this.#mask = 1023;
+    this.#size = 0;
+  }
+
+  #place(slot: number, h: number): void {
+    let i = h & this.#mask;
+    while (this.#slots[i] !== -1) i = (i + 1) & this.#mask;
+    this.#slots[i] = slot;
+    this.#hashes[i] = h;
+  }
+
+  #resize(capacity: number): void {
+    const oldSlots = this.#slots;
+    const oldHashes = this.#hashes;
+    this.#slots = new Int32Array(capacity).fill(-1);
+    this.#hashes = new Int32Array(capacity);
+    this.#mask = capacity - 1;
+    for (let i = 0; i < oldSlots.length; i++) {
+      const slot = oldSlots[i] as number;
+      if (slot !== -1) this.#place(slot, oldHashes[i] as number);
+    }
   }
 }
