@@ -67,6 +67,34 @@ describe('MemoryStore', () => {
       expect((err as Error).message).toContain(file);
     });
 
+    it('a failed load is retried by the next start (the store is not left half-open)', async () => {
+      const file = join(dir, 'retry.json');
+      await writeFile(file, '{not json');
+      const store = new MemoryStore({ file });
+      const s = track({ store });
+      await expect(s.start()).rejects.toBeInstanceOf(StoreError);
+      await writeFile(file, JSON.stringify({ format: 'schedkit-memory-store', version: 1, registry: { t: { u: { iat: Date.now() + 60_000, timeout: 60_000 } } } }));
+      await s.start({ execute: false });
+      expect((await s.list()).map((r) => r.uid)).toEqual(['u']);
+    });
+
+    it('reopening after stop keeps what is in memory (queued triggers too) instead of re-reading the file', async () => {
+      const file = join(dir, 'reopen.json');
+      const store = new MemoryStore({ file });
+      const a = track({ store });
+      await a.start({ execute: false });
+      await a.schedule('t', { uid: 'x', every: '1h' });
+      await a.trigger('t', 'x');
+      await a.stop();
+      const b = track({ store });
+      const runs: string[] = [];
+      b.define('t', (run) => void runs.push(run.kind));
+      await b.start();
+      await waitFor(() => runs.length === 1, 'the queued trigger');
+      expect(runs).toEqual(['trigger']);
+      expect(await b.list()).toHaveLength(1);
+    });
+
     it('rejects a bad persistInterval naming the option', () => {
       expect(() => new MemoryStore({ persistInterval: 0 })).toThrow(/MemoryStore\.persistInterval: must be greater than zero/);
     });

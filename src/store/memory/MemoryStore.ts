@@ -90,6 +90,7 @@ export class MemoryStore implements Store {
   readonly #persistMs: number;
   #seq = 0;
   #opened = false;
+  #loaded = false;
   #refs = 0;
   #dirty = false;
   #persistTimer: NodeJS.Timeout | undefined;
@@ -101,38 +102,49 @@ export class MemoryStore implements Store {
     this.#persistMs = parseDuration(options.persistInterval ?? 1000, 'MemoryStore.persistInterval', { allowZero: false });
   }
 
-  /** Reference-counted: several schedulers may share one store; the last `close()` persists. */
+  /**
+   * Reference-counted: several schedulers may share one store; the last `close()` persists.
+   * The file is read on the first open only: a store reopened after `close()` keeps what it
+   * holds in memory (reading the file again would replace live schedules and drop queued
+   * triggers).
+   */
   async open(): Promise<void> {
-    this.#refs++;
-    if (this.#opened) return;
+    if (this.#opened) {
+      this.#refs++;
+      return;
+    }
+    if (this.#file !== undefined && !this.#loaded) await this.#load(this.#file);
+    this.#loaded = true;
     this.#opened = true;
-    if (this.#file === undefined) return;
+    this.#refs++;
+    if (this.#file !== undefined) {
+      this.#persistTimer = setInterval(() => {
+        if (this.#dirty) void this.#persist().catch(() => undefined);
+      }, this.#persistMs);
+      this.#persistTimer.unref();
+    }
+  }
+
+  async #load(file: string): Promise<void> {
     let text: string | undefined;
     try {
-      text = await readFile(this.#file, 'utf8');
+      text = await readFile(file, 'utf8');
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-        throw new StoreError(`MemoryStore: cannot read ${this.#file}: ${(err as Error).message}`, { cause: err });
-      }
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw new StoreError(`MemoryStore: cannot read ${file}: ${(err as Error).message}`, { cause: err });
     }
-    if (text !== undefined) {
-      let registry: RegistryDump;
-      try {
-        const doc = JSON.parse(text) as { format?: unknown; registry?: unknown };
-        if (doc.format !== FILE_FORMAT || typeof doc.registry !== 'object' || doc.registry === null) {
-          throw new Error(`not a ${FILE_FORMAT} file`);
-        }
-        registry = doc.registry as RegistryDump;
-      } catch (err) {
-        throw new StoreError(`MemoryStore: ${this.#file} is corrupt: ${(err as Error).message}`, { cause: err });
+    let registry: RegistryDump;
+    try {
+      const doc = JSON.parse(text) as { format?: unknown; registry?: unknown };
+      if (doc.format !== FILE_FORMAT || typeof doc.registry !== 'object' || doc.registry === null) {
+        throw new Error(`not a ${FILE_FORMAT} file`);
       }
-      await this.upsertMany(loadRegistry(registry));
-      this.#dirty = false;
+      registry = doc.registry as RegistryDump;
+    } catch (err) {
+      throw new StoreError(`MemoryStore: ${file} is corrupt: ${(err as Error).message}`, { cause: err });
     }
-    this.#persistTimer = setInterval(() => {
-      if (this.#dirty) void this.#persist().catch(() => undefined);
-    }, this.#persistMs);
-    this.#persistTimer.unref();
+    await this.upsertMany(loadRegistry(registry, file));
+    this.#dirty = false;
   }
 
   async close(): Promise<void> {
