@@ -244,6 +244,11 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     return this.store.clear();
   }
 
+  /** Opens the store (idempotent; commands do it on first use); throws `SchedulerStoppedError` once stopping. */
+  async ready(): Promise<void> {
+    await this.#ready('ready');
+  }
+
   /** Throws after stop; opens the store on first use. Synchronous once the store is open (hot path). */
   #ready(operation: string): Promise<void> | undefined {
     if (this.#state === 'stopped' || this.#state === 'stopping') throw new SchedulerStoppedError(operation);
