@@ -73,9 +73,13 @@ export class SchedulerStoppedError extends SchedkitError {
 
 /** A run that exceeded its `timeout`; its handler's `signal` was aborted with this. */
 export class RunTimeoutError extends SchedkitError {
-  constructor(task: string, timeoutMs: number) {
-    super('ERR_RUN_TIMEOUT', `task "${task}": run timed out after ${timeoutMs} ms`);
+  readonly task: string;
+  readonly timeoutMs: number;
+  constructor(task: string, timeoutMs: number, detail?: string) {
+    super('ERR_RUN_TIMEOUT', `task "${task}": run timed out after ${timeoutMs} ms${detail === undefined ? '' : `; ${detail}`}`);
     this.name = 'RunTimeoutError';
+    this.task = task;
+    this.timeoutMs = timeoutMs;
   }
 }
 

@@ -1,6 +1,8 @@
 export { Scheduler, toReport } from './scheduler.js';
 export { MemoryStore } from './store/memory/MemoryStore.js';
 export type { MemoryStoreOptions } from './store/memory/MemoryStore.js';
+export { RedisStore } from './store/redis/RedisStore.js';
+export type { RedisStoreOptions } from './store/redis/RedisStore.js';
 export {
   SchedkitError,
   ValidationError,
@@ -14,14 +16,18 @@ export {
   StoreError,
 } from './errors.js';
 export { parseDuration } from './timing/duration.js';
+export { WorkerCrashError, WorkerRunError } from './runner/pool.js';
+export type { PoolStats } from './runner/pool.js';
 export type {
   Duration,
   JsonValue,
   Lock,
   LockOptions,
   MisfirePolicy,
+  ModuleHandler,
   OccurrenceKind,
   OverlapPolicy,
+  PoolOptions,
   RetryOptions,
   RunContext,
   RunEvent,

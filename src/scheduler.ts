@@ -1,10 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { resolve as resolvePath } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { DuplicateTaskError, ScheduleNotFoundError, SchedkitError, SchedulerStoppedError, UnknownTaskError, ValidationError } from './errors.js';
 import { toOptionalJson, type JsonValue } from './json.js';
 import { normalizeSchedule, normalizeTiming, taskConfig } from './options.js';
 import { Executor, type TaskDefinition } from './runner/executor.js';
+import { WorkerPool, type PooledModule, type PoolOptions, type PoolStats } from './runner/pool.js';
 import { MemoryStore } from './store/memory/MemoryStore.js';
 import { loadRegistry } from './store/registry.js';
 import type { RegistryDump, SchedulePatch, ScheduleState, Store } from './store/Store.js';
@@ -12,6 +16,7 @@ import { parseDuration } from './timing/duration.js';
 import type {
   Lock,
   LockOptions,
+  ModuleHandler,
   ScheduledRef,
   ScheduleInfo,
   ScheduleOptions,
@@ -24,7 +29,7 @@ import type {
   TaskReport,
   UpdateOptions,
 } from './types.js';
-import { checkInteger, checkName, checkObject } from './validate.js';
+import { checkInteger, checkKeys, checkName, checkObject } from './validate.js';
 
 type State = 'idle' | 'started' | 'stopping' | 'stopped';
 
@@ -44,6 +49,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   #opened: Promise<void> | undefined;
   #isOpen = false;
   #executing = false;
+  #pool: WorkerPool | undefined;
+  readonly #poolOptions: PoolOptions;
 
   constructor(options: SchedulerOptions = {}) {
     super();
@@ -53,7 +60,18 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     this.#concurrency = opts.concurrency === undefined ? 100 : checkInteger(opts.concurrency, 'Scheduler options.concurrency', 1);
     if (opts.defaults !== undefined) taskConfig(opts.defaults, undefined, this.#concurrency, 'Scheduler options.defaults');
     this.#owner = opts.owner ?? `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`;
+    this.#poolOptions = poolOptions(opts.pool);
     this.#executor = new Executor(this.store, this.#tasks, this.#concurrency, this.#owner, (event, ...args) => this.#emitSafe(event, ...args));
+  }
+
+  /** The worker-thread pool's figures; null until a module handler is defined. */
+  get pool(): PoolStats | null {
+    return this.#pool?.stats ?? null;
+  }
+
+  #workerPool(): WorkerPool {
+    this.#pool ??= new WorkerPool(this.#poolOptions);
+    return this.#pool;
   }
 
   /** `'idle'` before start, `'started'`, `'stopping'`, `'stopped'`. */
@@ -71,12 +89,24 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     return [...this.#tasks.keys()];
   }
 
-  define<P = JsonValue | undefined>(task: string, handler: TaskHandler<P>, options?: TaskOptions): this {
+  /**
+   * Defines a task's handler: a function run in this process, or `{ module, export? }` run in
+   * the pool of worker threads (see `SchedulerOptions.pool`).
+   */
+  define<P = JsonValue | undefined>(task: string, handler: TaskHandler<P> | ModuleHandler, options?: TaskOptions): this {
     checkName(task, 'define.task');
-    if (typeof handler !== 'function') throw new ValidationError('define.handler', 'must be a function');
     if (this.#tasks.has(task)) throw new DuplicateTaskError(task);
+    let run: TaskHandler<never>;
+    if (typeof handler === 'function') {
+      run = handler;
+    } else if (typeof handler === 'object' && handler !== null && 'module' in handler) {
+      const mod = resolveModule(handler);
+      run = (ctx) => this.#workerPool().run(mod, ctx);
+    } else {
+      throw new ValidationError('define.handler', 'must be a function or { module, export? }');
+    }
     const config = taskConfig(options, this.#options.defaults, this.#concurrency, `define("${task}").options`);
-    this.#tasks.set(task, { name: task, handler: handler, config });
+    this.#tasks.set(task, { name: task, handler: run, config });
     if (this.#executing) this.#executor.refresh();
     return this;
   }
@@ -101,6 +131,9 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     try {
       await this.#executor.stop(timeout);
       this.#executing = false;
+      // Runs that outlasted the timeout were aborted (pooled ones terminated) by the executor.
+      await this.#pool?.close(0);
+      this.#pool = undefined;
       if (this.#opened !== undefined) {
         this.#opened = undefined;
         this.#isOpen = false;
@@ -282,6 +315,31 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       if (event !== 'error') this.#emitSafe('error', err instanceof Error ? err : new Error(String(err)));
     }
   }
+}
+
+function poolOptions(input: PoolOptions | undefined): PoolOptions {
+  if (input === undefined) return {};
+  const o = checkObject(input, 'Scheduler options.pool');
+  checkKeys(o, ['size', 'maxRunsPerWorker', 'resourceLimits'], 'Scheduler options.pool');
+  const out: PoolOptions = {};
+  if (o['size'] !== undefined) out.size = checkInteger(o['size'], 'Scheduler options.pool.size', 1, 1024);
+  if (o['maxRunsPerWorker'] !== undefined) out.maxRunsPerWorker = checkInteger(o['maxRunsPerWorker'], 'Scheduler options.pool.maxRunsPerWorker', 1);
+  if (o['resourceLimits'] !== undefined) out.resourceLimits = checkObject(o['resourceLimits'], 'Scheduler options.pool.resourceLimits');
+  return out;
+}
+
+function resolveModule(handler: ModuleHandler): PooledModule {
+  const field = 'define.handler.module';
+  const exportName: unknown = handler.export === undefined ? 'default' : handler.export;
+  if (typeof exportName !== 'string' || exportName === '') throw new ValidationError('define.handler.export', 'must be a non-empty string');
+  let url: URL;
+  if (handler.module instanceof URL) url = handler.module;
+  else if (typeof handler.module === 'string' && handler.module.startsWith('file:')) url = new URL(handler.module);
+  else if (typeof handler.module === 'string' && handler.module !== '') url = pathToFileURL(resolvePath(process.cwd(), handler.module));
+  else throw new ValidationError(field, 'must be a file path, a file: URL string or a URL');
+  if (url.protocol !== 'file:') throw new ValidationError(field, `must be a file URL, got ${url.protocol}`);
+  if (!existsSync(fileURLToPath(url))) throw new ValidationError(field, `no such file: ${fileURLToPath(url)}`);
+  return { url: url.href, exportName };
 }
 
 function toDate(ms: number | null): Date | null {

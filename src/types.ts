@@ -8,9 +8,10 @@
  */
 import type { JsonValue } from './json.js';
 import type { MisfirePolicy, OccurrenceKind, OverlapPolicy, RunRecord, Store } from './store/Store.js';
+import type { PoolOptions } from './runner/pool.js';
 import type { Duration } from './timing/duration.js';
 
-export type { Duration, JsonValue, MisfirePolicy, OccurrenceKind, OverlapPolicy, RunRecord };
+export type { Duration, JsonValue, MisfirePolicy, OccurrenceKind, OverlapPolicy, PoolOptions, RunRecord };
 
 /** What a handler receives for one run. */
 export interface RunContext<P = JsonValue | undefined> {
@@ -29,6 +30,17 @@ export interface RunContext<P = JsonValue | undefined> {
 
 /** A handler; its resolved value (JSON) becomes the report's `lastResult`. */
 export type TaskHandler<P = JsonValue | undefined> = (run: RunContext<P>) => unknown;
+
+/**
+ * A handler that runs in the scheduler's pool of worker threads: the module's export is
+ * called like an in-process handler (params and result cross by structured clone). A
+ * relative path resolves against `process.cwd()`; prefer `new URL('./job.js', import.meta.url)`.
+ */
+export interface ModuleHandler {
+  readonly module: string | URL;
+  /** Default `'default'`. */
+  readonly export?: string;
+}
 
 export interface RetryOptions {
   /** Attempts in all, including the first. Default 1 (no retry). */
@@ -134,6 +146,8 @@ export interface SchedulerOptions {
   strictTasks?: boolean;
   /** Identifies this process in leases. Default: hostname/pid/random. */
   owner?: string;
+  /** The worker-thread pool for module handlers (made when the first one is defined). */
+  pool?: PoolOptions;
 }
 
 export interface StartOptions {
