@@ -1,0 +1,781 @@
+import { randomBytes } from 'node:crypto';
+import type { ClusterNode, ClusterOptions, RedisOptions } from 'ioredis';
+import { SchedkitError, StoreError, ValidationError } from '../../errors.js';
+import { toJson } from '../../json.js';
+import type { ScheduleSpec } from '../../timing/spec.js';
+import {
+  type ClaimRequest,
+  type ClaimResult,
+  type ClaimedRun,
+  type Completion,
+  type CompletionStatus,
+  type FirstDue,
+  type ListFilter,
+  type LostLease,
+  type OccurrenceKind,
+  type RegistryDump,
+  type ScheduleInput,
+  type SchedulePatch,
+  type ScheduleState,
+  type SkippedOccurrence,
+  type Store,
+  type TaskPolicy,
+} from '../Store.js';
+import { cronTimes, entryOf, fieldsOf, parseJson, parseTimes, refillCron, stateOf } from './codec.js';
+import { Connections } from './connections.js';
+import { checkPrefix, decodeId, encodeId, FORMAT, Keys } from './keys.js';
+import { run, type RedisClient, type ScriptName } from './scripts.js';
+
+export interface RedisStoreOptions {
+  /** One Redis server. Default `redis://127.0.0.1:6379` when no other target is given. */
+  url?: string;
+  /** An ioredis client (or Cluster) you own: the store does not quit it on close. */
+  client?: RedisClient;
+  /** Several standalone servers: partition p lives on `instances[p % n]`. */
+  instances?: readonly string[];
+  /** Redis Cluster seed nodes. */
+  cluster?: readonly ClusterNode[];
+  /** Options for the connections the store opens (`keyPrefix` is not supported: use `prefix`). */
+  redisOptions?: RedisOptions;
+  /** Options for the Cluster client (with `cluster`). */
+  clusterOptions?: ClusterOptions;
+  /** Namespace of every key and channel. Default `'schedkit'`. */
+  prefix?: string;
+  /**
+   * Partitions of the namespace (default 16). Fixed when the namespace is first used: a
+   * store opened with another count is refused. Each partition is one hash tag (one
+   * Cluster slot); more partitions spread load over more cluster nodes or `instances`.
+   */
+  partitions?: number;
+  /** How many upcoming due times a cron schedule keeps precomputed (default 32). */
+  cronLookahead?: number;
+  /** Called with errors of partitions that failed while others answered (default: a process warning). */
+  onError?: (err: Error) => void;
+}
+
+type Json = string;
+
+/** Upserts per script call. */
+const UPSERT_CHUNK = 500;
+/** Claim rounds per `claim()` after the probe (refills and budget re-allocation). */
+const CLAIM_ROUNDS = 4;
+/** Margin around our estimate of the Redis clock when precomputing cron times. */
+const CLOCK_MARGIN_MS = 5000;
+/**
+ * While a backlog lasts (the previous claim used its whole budget), the next claim within
+ * this long reuses that claim's per-partition due counts instead of probing every
+ * partition first. Leases and new due times of other partitions are seen at the next probe.
+ */
+const BACKLOG_HINT_MS = 250;
+
+interface ClaimHint {
+  readonly key: string;
+  readonly at: number;
+  readonly counts: (number[] | undefined)[];
+  readonly nextDue: (number | null)[];
+}
+
+interface PartitionClaim {
+  readonly now: number;
+  readonly runs: ClaimedRun[];
+  readonly perTask: number[];
+  readonly skipped: SkippedOccurrence[];
+  readonly lost: LostLease[];
+  readonly refills: Refill[];
+  readonly nextDue: number | null;
+  readonly counts: number[];
+}
+
+interface Refill {
+  readonly p: number;
+  readonly enc: string;
+  readonly gen: string;
+  readonly nv: string;
+  readonly due: number;
+  readonly list: number[];
+  readonly spec: ScheduleSpec;
+}
+
+/**
+ * The Redis store: schedules, occurrences, leases, reports and locks in Redis, shared by
+ * any number of processes. Every state change is one Lua script on one partition, judged
+ * by the server's clock (`TIME`); see lua/includes/lib.lua for the key layout.
+ */
+export class RedisStore implements Store {
+  readonly kind = 'redis';
+  readonly #options: RedisStoreOptions;
+  readonly #keys: Keys;
+  readonly #lookahead: number;
+  readonly #listeners = new Set<(dueAt: number) => void>();
+  #conn: Connections | undefined;
+  #opening: Promise<void> | undefined;
+  #refs = 0;
+  /** Redis clock minus local clock (ms), from the latest script that reported its time. */
+  #offset = 0;
+  #rotation = 0;
+  #hint: ClaimHint | undefined;
+
+  constructor(options: RedisStoreOptions = {}) {
+    const targets = ['url', 'client', 'instances', 'cluster'].filter((k) => options[k as keyof RedisStoreOptions] !== undefined);
+    if (targets.length > 1) throw new ValidationError('RedisStore', `takes one of url, client, instances, cluster; got ${targets.join(', ')}`);
+    if (options.instances !== undefined && (!Array.isArray(options.instances) || options.instances.length === 0)) {
+      throw new ValidationError('RedisStore.instances', 'must be a non-empty array of redis:// URLs');
+    }
+    if (options.redisOptions?.keyPrefix !== undefined) throw new ValidationError('RedisStore.redisOptions.keyPrefix', 'is not supported: use `prefix`');
+    const partitions = options.partitions ?? 16;
+    if (!Number.isInteger(partitions) || partitions < 1 || partitions > 16384) throw new ValidationError('RedisStore.partitions', 'must be an integer between 1 and 16384');
+    const lookahead = options.cronLookahead ?? 32;
+    if (!Number.isInteger(lookahead) || lookahead < 2 || lookahead > 1000) throw new ValidationError('RedisStore.cronLookahead', 'must be an integer between 2 and 1000');
+    this.#options = options;
+    this.#keys = new Keys(checkPrefix(options.prefix ?? 'schedkit'), partitions);
+    this.#lookahead = lookahead;
+  }
+
+  get prefix(): string {
+    return this.#keys.prefix;
+  }
+
+  get partitions(): number {
+    return this.#keys.partitions;
+  }
+
+  /** Which shard client serves partition `p` (diagnostics and tests). */
+  clientFor(p: number): RedisClient {
+    return this.#c().forPartition(p);
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  /** Reference-counted: several schedulers may share one store; the last `close()` disconnects. */
+  async open(): Promise<void> {
+    this.#refs++;
+    if (this.#conn !== undefined && this.#opening === undefined) return;
+    this.#opening ??= this.#connect().finally(() => {
+      this.#opening = undefined;
+    });
+    try {
+      await this.#opening;
+    } catch (err) {
+      this.#refs--;
+      throw err;
+    }
+  }
+
+  async #connect(): Promise<void> {
+    const conn = new Connections(this.#options);
+    this.#conn = conn;
+    try {
+      await conn.connect();
+      const want = String(this.#keys.partitions);
+      for (const client of conn.shards) {
+        const [partitions, format] = (await run(client, 'init', [this.#keys.meta], [want, FORMAT])) as [string, string];
+        if (partitions !== want) {
+          throw new StoreError(`RedisStore: namespace "${this.#keys.prefix}" has ${partitions} partitions; this store was opened with ${want} (the count is fixed when a namespace is first used)`);
+        }
+        if (format !== FORMAT) throw new StoreError(`RedisStore: namespace "${this.#keys.prefix}" uses key format ${format}; this release reads format ${FORMAT}`);
+      }
+      await this.#syncClock();
+      if (this.#listeners.size > 0) this.#listen(conn);
+    } catch (err) {
+      this.#conn = undefined;
+      await conn.close().catch(() => undefined);
+      throw toStoreError('open', err);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#conn === undefined) return;
+    if (this.#refs > 0) this.#refs--;
+    if (this.#refs > 0) return;
+    await this.#opening?.catch(() => undefined);
+    const conn = this.#conn;
+    this.#conn = undefined;
+    await conn?.close();
+  }
+
+  async now(): Promise<number> {
+    return this.#guard('now', () => this.#syncClock());
+  }
+
+  async #syncClock(): Promise<number> {
+    const before = Date.now();
+    const [sec, usec] = await this.#c().forPartition(0).time();
+    const now = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
+    this.#offset = now - Math.round((before + Date.now()) / 2);
+    return now;
+  }
+
+  #observe(now: number): void {
+    this.#offset = now - Date.now();
+  }
+
+  /** Our estimate of the Redis clock (only used to precompute cron times; scripts judge). */
+  #estimate(): number {
+    return Date.now() + this.#offset;
+  }
+
+  // ---------------------------------------------------------------- schedules
+
+  async upsert(input: ScheduleInput): Promise<number | null> {
+    const [due] = await this.#upsertAll([input]);
+    return due ?? null;
+  }
+
+  async upsertMany(inputs: readonly ScheduleInput[]): Promise<void> {
+    await this.#upsertAll(inputs);
+  }
+
+  #upsertAll(inputs: readonly ScheduleInput[]): Promise<(number | null)[]> {
+    return this.#guard('upsert', async () => {
+      const out: (number | null)[] = new Array<number | null>(inputs.length).fill(null);
+      let todo = inputs.map((_, i) => i);
+      for (let attempt = 0; todo.length > 0; attempt++) {
+        if (attempt === 2) throw new StoreError('RedisStore.upsert: could not precompute cron times: the Redis clock keeps moving away from ours');
+        if (attempt > 0) await this.#syncClock();
+        const byPartition = new Map<number, number[]>();
+        for (const i of todo) {
+          const input = inputs[i] as ScheduleInput;
+          const p = this.#keys.partitionOf(input.task, input.uid);
+          const list = byPartition.get(p) ?? [];
+          list.push(i);
+          byPartition.set(p, list);
+        }
+        const retry: number[] = [];
+        await Promise.all(
+          [...byPartition].map(async ([p, indexes]) => {
+            // Chunks of one partition in order: a later duplicate (task, uid) wins.
+            for (let from = 0; from < indexes.length; from += UPSERT_CHUNK) {
+              const chunk = indexes.slice(from, from + UPSERT_CHUNK);
+              const args: (string | number)[] = [String(chunk.length)];
+              for (const i of chunk) args.push(...this.#upsertArgs(inputs[i] as ScheduleInput));
+              const [now, dues] = (await this.#script(p, 'upsert', args)) as [string, string[]];
+              this.#observe(Number(now));
+              chunk.forEach((i, j) => {
+                const due = dues[j] ?? '';
+                if (due === '!') retry.push(i);
+                else out[i] = due === '' ? null : Number(due);
+              });
+            }
+          }),
+        );
+        todo = retry;
+      }
+      return out;
+    });
+  }
+
+  #upsertArgs(input: ScheduleInput): string[] {
+    const spec = input.spec;
+    const kind = spec.kind === 'once' ? 'o' : spec.kind === 'every' ? 'e' : 'c';
+    const every = spec.kind === 'every' ? String(spec.every) : '';
+    const cron = spec.kind === 'cron' ? spec.cron : '';
+    const tz = spec.kind === 'cron' ? (spec.tz ?? '') : '';
+    const [mode, value] = firstArgs(input.first);
+    const { list, ended } = this.#cronCandidates(spec, input.first);
+    return [
+      encodeId(input.task, input.uid),
+      kind,
+      every,
+      cron,
+      tz,
+      input.params === undefined ? '' : JSON.stringify(input.params),
+      input.enabled ? '1' : '0',
+      String(input.timeout),
+      mode,
+      value,
+      list,
+      ended,
+    ];
+  }
+
+  /** Cron due times around the first due time (the script keeps those after the one it picks). */
+  #cronCandidates(spec: ScheduleSpec, first: FirstDue): { list: string; ended: string } {
+    if (spec.kind !== 'cron') return { list: '', ended: '0' };
+    let after: number;
+    let through: number;
+    if ('at' in first) {
+      after = first.at;
+      through = first.at;
+    } else {
+      const base = this.#estimate() + ('in' in first ? first.in : 0);
+      after = base - CLOCK_MARGIN_MS;
+      through = base + CLOCK_MARGIN_MS;
+    }
+    const { times, ended } = cronTimes(spec, after - ('at' in first ? 1 : 0), through, this.#lookahead);
+    return { list: times.join(','), ended: ended ? '1' : '0' };
+  }
+
+  remove(task: string, uid: string): Promise<boolean> {
+    return this.#guard('remove', async () => {
+      const p = this.#keys.partitionOf(task, uid);
+      return (await this.#script(p, 'remove', [encodeId(task, uid)])) === 1;
+    });
+  }
+
+  get(task: string, uid: string): Promise<ScheduleState | null> {
+    return this.#guard('get', async () => {
+      const p = this.#keys.partitionOf(task, uid);
+      const enc = encodeId(task, uid);
+      const client = this.#c().forPartition(p);
+      const [fields, history] = await Promise.all([client.hgetall(this.#keys.schedule(p, enc)), client.lrange(this.#keys.history(p, enc), 0, -1)]);
+      if (fields['g'] === undefined) return null;
+      return stateOf(task, uid, fields, history);
+    });
+  }
+
+  list(filter: ListFilter = {}): Promise<ScheduleState[]> {
+    return this.#guard('list', async () => {
+      const keys = await this.#scan(this.#keys.scanSchedules(filter.task));
+      const out: ScheduleState[] = [];
+      await Promise.all(
+        keys.map(async ({ p, rest: enc }) => {
+          const { task, uid } = decodeId(enc);
+          if (filter.task !== undefined && task !== filter.task) return;
+          const client = this.#c().forPartition(p);
+          const [fields, history] = await Promise.all([client.hgetall(this.#keys.schedule(p, enc)), client.lrange(this.#keys.history(p, enc), 0, -1)]);
+          if (fields['g'] !== undefined) out.push(stateOf(task, uid, fields, history));
+        }),
+      );
+      return out;
+    });
+  }
+
+  update(task: string, uid: string, patch: SchedulePatch): Promise<ScheduleState | null> {
+    return this.#guard('update', async () => {
+      const p = this.#keys.partitionOf(task, uid);
+      for (let attempt = 0; ; attempt++) {
+        if (attempt > 0) await this.#syncClock();
+        const args: string[] = [encodeId(task, uid)];
+        const hasParams = patch.params !== undefined || 'params' in patch;
+        args.push(hasParams ? '1' : '0', patch.params === undefined ? '' : JSON.stringify(patch.params));
+        args.push(patch.timeout === undefined ? '' : String(patch.timeout));
+        args.push(patch.enabled === undefined ? '' : patch.enabled ? '1' : '0');
+        if (patch.spec === undefined) {
+          args.push('0', '', '', '', '', '', '', '', '');
+        } else {
+          const spec = patch.spec;
+          const first = patch.first ?? { next: true };
+          const [mode, value] = firstArgs(first);
+          const { list, ended } = this.#cronCandidates(spec, first);
+          args.push(
+            '1',
+            spec.kind === 'once' ? 'o' : spec.kind === 'every' ? 'e' : 'c',
+            spec.kind === 'every' ? String(spec.every) : '',
+            spec.kind === 'cron' ? spec.cron : '',
+            spec.kind === 'cron' ? (spec.tz ?? '') : '',
+            mode,
+            value,
+            list,
+            ended,
+          );
+        }
+        const res = (await this.#script(p, 'update', args)) as [string, unknown[], string[]] | ['!'] | null;
+        if (res === null) return null;
+        if (res[0] === '!') {
+          if (attempt >= 1) throw new StoreError('RedisStore.update: could not precompute cron times: the Redis clock keeps moving away from ours');
+          continue;
+        }
+        const [now, flat, history] = res as [string, unknown[], string[]];
+        this.#observe(Number(now));
+        return stateOf(task, uid, fieldsOf(flat), history);
+      }
+    });
+  }
+
+  trigger(task: string, uid: string): Promise<boolean> {
+    return this.#guard('trigger', async () => {
+      const p = this.#keys.partitionOf(task, uid);
+      return (await this.#script(p, 'trigger', [encodeId(task, uid)])) === 1;
+    });
+  }
+
+  depths(): Promise<Map<string, { due: number; scheduled: number; running: number }>> {
+    return this.#guard('depths', async () => {
+      const out = new Map<string, { due: number; scheduled: number; running: number }>();
+      const all = await Promise.all(this.#all().map((p) => this.#script(p, 'depths', []) as Promise<(string | number)[]>));
+      for (const flat of all) {
+        for (let i = 0; i + 3 < flat.length; i += 4) {
+          const task = String(flat[i]);
+          const c = out.get(task) ?? { due: 0, scheduled: 0, running: 0 };
+          c.due += Number(flat[i + 1]);
+          c.scheduled += Number(flat[i + 2]);
+          c.running += Number(flat[i + 3]);
+          out.set(task, c);
+        }
+      }
+      return out;
+    });
+  }
+
+  // ---------------------------------------------------------------- claiming
+
+  /**
+   * Claims across partitions. A probe round (limit 0: reaps expired leases, counts what is
+   * due, finds the next due time) runs on every partition at once; then the budget goes to
+   * the partitions that have due occurrences (rotating which comes first, for fairness), so
+   * a claim never takes more than its limits and never gives runs back. Cron lists that ran
+   * out are refilled between rounds.
+   */
+  claim(request: ClaimRequest): Promise<ClaimResult> {
+    return this.#guard('claim', async () => {
+      const tasks = [...request.tasks];
+      const P = this.#keys.partitions;
+      const start = this.#rotation++ % P;
+      const order = Array.from({ length: P }, (_, i) => (start + i) % P);
+      const taskLeft = tasks.map(([, policy]) => Math.max(0, Math.min(policy.limit, request.limit)));
+      let left = Math.max(0, request.limit);
+      const runs: ClaimedRun[] = [];
+      const skipped: SkippedOccurrence[] = [];
+      const lost: LostLease[] = [];
+      const key = tasks.map(([task]) => task).join('\u0000');
+      const hint = this.#hint;
+      this.#hint = undefined;
+      const backlog = hint !== undefined && hint.key === key && Date.now() - hint.at < BACKLOG_HINT_MS;
+      const counts: (number[] | undefined)[] = backlog ? hint.counts.slice() : new Array<number[] | undefined>(P);
+      const nextDue: (number | null)[] = backlog ? hint.nextDue.slice() : new Array<number | null>(P).fill(null);
+      let refills: Refill[] = [];
+      let now = 0;
+      let failures = 0;
+      let firstError: unknown;
+      const zero = tasks.map(() => 0);
+
+      const round = async (alloc: Map<number, number[]>): Promise<void> => {
+        await Promise.all(
+          [...alloc].map(async ([p, limits]) => {
+            let r: PartitionClaim;
+            try {
+              r = await this.#claimPartition(p, tasks, limits);
+            } catch (err) {
+              failures++;
+              firstError ??= err;
+              counts[p] = undefined;
+              return;
+            }
+            now = Math.max(now, r.now);
+            runs.push(...r.runs);
+            skipped.push(...r.skipped);
+            lost.push(...r.lost);
+            refills.push(...r.refills);
+            counts[p] = r.counts;
+            nextDue[p] = r.nextDue;
+            // Give back the budget this partition did not use (skips, overlaps, races).
+            limits.forEach((given, i) => {
+              const unused = given - (r.perTask[i] ?? 0);
+              taskLeft[i] = (taskLeft[i] as number) + unused;
+              left += unused;
+            });
+          }),
+        );
+      };
+
+      if (!backlog) {
+        await round(new Map(order.map((p) => [p, zero.slice()])));
+        if (failures === P) throw firstError;
+      }
+      for (let r = 0; r < CLAIM_ROUNDS; r++) {
+        if (refills.length > 0) {
+          const todo = refills;
+          refills = [];
+          await this.#refill(todo, request.tasks, now);
+        }
+        if (left <= 0) break;
+        const alloc = new Map<number, number[]>();
+        for (let i = 0; i < tasks.length && left > 0; i++) {
+          for (const p of order) {
+            if (left <= 0 || (taskLeft[i] as number) <= 0) break;
+            const due = counts[p]?.[i] ?? 0;
+            if (due <= 0) continue;
+            const give = Math.min(due, taskLeft[i] as number, left);
+            const limits = alloc.get(p) ?? zero.slice();
+            limits[i] = (limits[i] as number) + give;
+            alloc.set(p, limits);
+            taskLeft[i] = (taskLeft[i] as number) - give;
+            left -= give;
+          }
+        }
+        if (alloc.size === 0) break;
+        await round(alloc);
+      }
+      if (refills.length > 0) await this.#refill(refills, request.tasks, now);
+      if (left <= 0 && runs.length > 0) this.#hint = { key, at: Date.now(), counts, nextDue };
+      if (now === 0) now = this.#estimate();
+      else this.#observe(now);
+      let next: number | null = null;
+      for (const d of nextDue) if (d !== null && (next === null || d < next)) next = d;
+      if (failures > 0) {
+        // A partition did not answer: report it, and come back soon for it.
+        this.#reportPartial(firstError);
+        next = next === null ? now + 1000 : Math.min(next, now + 1000);
+      }
+      return { runs, skipped, lost, nextDueAt: next, now };
+    });
+  }
+
+  async #claimPartition(p: number, tasks: readonly [string, TaskPolicy][], limits: readonly number[]): Promise<PartitionClaim> {
+    const total = limits.reduce((a, b) => a + b, 0);
+    const args: (string | number)[] = [randomBytes(9).toString('base64url'), String(p), String(total), String(Math.max(1, Math.floor(this.#lookahead / 4))), String(tasks.length)];
+    tasks.forEach(([task, policy], i) => {
+      args.push(task, policy.overlap, policy.misfire, String(policy.catchupWindow), String(policy.attempts), String(policy.leaseMs), String(limits[i] ?? 0));
+    });
+    const [now, rawRuns, rawSkipped, rawLost, rawRefill, rawNext, counts] = (await this.#script(p, 'claim', args)) as [
+      string,
+      [string, string, string, string, string, string, string, string[]][],
+      [string, string, string][],
+      [string, string, string, string, string, string][],
+      [string, string, string, string, string, string, string, string][],
+      string,
+      number[],
+    ];
+    const index = new Map(tasks.map(([task], i) => [task, i]));
+    const perTask = tasks.map(() => 0);
+    const runs = rawRuns.map(([token, enc, params, dueAt, attempt, kind, exp, supersedes]): ClaimedRun => {
+      const { task, uid } = decodeId(enc);
+      const i = index.get(task);
+      if (i !== undefined) perTask[i] = (perTask[i] as number) + 1;
+      return { token, task, uid, params: parseJson(params, 'params'), dueAt: Number(dueAt), attempt: Number(attempt), kind: kind as OccurrenceKind, leaseExpiresAt: Number(exp), supersedes };
+    });
+    const skipped = rawSkipped.map(([enc, dueAt, reason]): SkippedOccurrence => ({ ...decodeId(enc), dueAt: Number(dueAt), reason: reason as 'overlap' | 'misfire' }));
+    const lost = rawLost.map(([token, enc, dueAt, attempt, kind, requeued]): LostLease => ({ token, ...decodeId(enc), dueAt: Number(dueAt), attempt: Number(attempt), kind: kind as OccurrenceKind, requeued: requeued === '1' }));
+    const refills = rawRefill.map(([enc, gen, nv, due, nx, , cron, tz]): Refill => ({
+      p,
+      enc,
+      gen,
+      nv,
+      due: Number(due),
+      list: parseTimes(nx),
+      spec: tz === '' ? { kind: 'cron', cron } : { kind: 'cron', cron, tz },
+    }));
+    return { now: Number(now), runs, perTask, skipped, lost, refills, nextDue: rawNext === '' ? null : Number(rawNext), counts: counts.map(Number) };
+  }
+
+  /** Writes more precomputed due times for cron schedules (compare-and-set on their version). */
+  async #refill(refills: readonly Refill[], tasks: ReadonlyMap<string, TaskPolicy>, now: number): Promise<void> {
+    await Promise.all(
+      refills.map(async (r) => {
+        const window = tasks.get(decodeId(r.enc).task)?.catchupWindow ?? 0;
+        const { times, ended } = refillCron(r.spec, r.due, r.list, now, window, this.#lookahead);
+        await this.#script(r.p, 'refill', [r.enc, r.gen, r.nv, times.join(','), ended ? '1' : '0']);
+      }),
+    );
+  }
+
+  #reportPartial(err: unknown): void {
+    const error = toStoreError('claim', err);
+    if (this.#options.onError !== undefined) this.#options.onError(error);
+    else process.emitWarning(`schedkit: ${error.message}`, { code: 'SCHEDKIT_REDIS_PARTITION' });
+  }
+
+  renew(tokens: readonly string[], leaseMs: number): Promise<boolean[]> {
+    return this.#guard('renew', async () => {
+      const out = new Array<boolean>(tokens.length).fill(false);
+      await Promise.all(
+        [...this.#byPartition(tokens, (t) => t)].map(async ([p, items]) => {
+          const ok = (await this.#script(p, 'renew', [String(leaseMs), ...items.map(([t]) => t)])) as number[];
+          items.forEach(([, i], j) => {
+            out[i] = ok[j] === 1;
+          });
+        }),
+      );
+      return out;
+    });
+  }
+
+  complete(completions: readonly Completion[]): Promise<CompletionStatus[]> {
+    return this.#guard('complete', async () => {
+      const out = new Array<CompletionStatus>(completions.length).fill('lease-lost');
+      await Promise.all(
+        [...this.#byPartition(completions, (c) => c.token)].map(async ([p, items]) => {
+          const args: string[] = [String(items.length)];
+          for (const [c] of items) {
+            args.push(
+              c.token,
+              c.outcome,
+              c.outcome === 'success' ? resultJson(c.result) : '',
+              c.outcome === 'failure' ? (c.error ?? 'failed') : '',
+              String(c.startedAt),
+              String(c.durationMs),
+              c.outcome === 'failure' && c.retryAt !== undefined ? String(c.retryAt) : '',
+            );
+          }
+          const statuses = (await this.#script(p, 'complete', args)) as CompletionStatus[];
+          items.forEach(([, i], j) => {
+            out[i] = statuses[j] ?? 'lease-lost';
+          });
+        }),
+      );
+      return out;
+    });
+  }
+
+  /** Groups items by the partition named in their lease token (`<p>.<nonce>.<n>`); foreign tokens stay lease-lost. */
+  #byPartition<T>(items: readonly T[], token: (item: T) => string): Map<number, [T, number][]> {
+    const out = new Map<number, [T, number][]>();
+    items.forEach((item, i) => {
+      const t = token(item);
+      const dot = t.indexOf('.');
+      const p = Number(t.slice(0, dot));
+      if (dot <= 0 || !Number.isInteger(p) || p < 0 || p >= this.#keys.partitions) return;
+      const list = out.get(p) ?? [];
+      list.push([item, i]);
+      out.set(p, list);
+    });
+    return out;
+  }
+
+  subscribe(listener: (dueAt: number) => void): () => void {
+    this.#listeners.add(listener);
+    const conn = this.#conn;
+    if (conn !== undefined && this.#opening === undefined) {
+      this.#listen(conn);
+    }
+    return () => {
+      this.#listeners.delete(listener);
+    };
+  }
+
+  #listen(conn: Connections): void {
+    const notify = (dueAt: number): void => {
+      for (const listener of this.#listeners) listener(dueAt);
+    };
+    conn.subscribe(
+      this.#keys.channel,
+      (message) => {
+        const dueAt = Number(message);
+        if (Number.isFinite(dueAt)) notify(dueAt);
+      },
+      () => notify(this.#estimate()),
+    );
+  }
+
+  // ---------------------------------------------------------------- locks
+
+  acquireLock(key: string, token: string, ttlMs: number): Promise<boolean> {
+    return this.#guard('acquireLock', async () => {
+      const k = this.#keys.lock(key);
+      const res = await this.#c().forPartition(this.#keys.lockPartition(key)).set(k, token, 'PX', Math.max(1, Math.ceil(ttlMs)), 'NX');
+      return res === 'OK';
+    });
+  }
+
+  releaseLock(key: string, token: string): Promise<boolean> {
+    return this.#guard('releaseLock', async () => {
+      const client = this.#c().forPartition(this.#keys.lockPartition(key));
+      return (await run(client, 'lockRelease', [this.#keys.lock(key)], [token])) === 1;
+    });
+  }
+
+  extendLock(key: string, token: string, ttlMs: number): Promise<boolean> {
+    return this.#guard('extendLock', async () => {
+      const client = this.#c().forPartition(this.#keys.lockPartition(key));
+      return (await run(client, 'lockExtend', [this.#keys.lock(key)], [token, String(Math.max(1, Math.ceil(ttlMs)))])) === 1;
+    });
+  }
+
+  // ---------------------------------------------------------------- snapshots
+
+  snapshot(): Promise<RegistryDump> {
+    return this.#guard('snapshot', async () => {
+      const keys = await this.#scan(this.#keys.scanSchedules());
+      const out: RegistryDump = {};
+      const entries = await Promise.all(
+        keys.map(async ({ p, rest: enc }) => {
+          const fields = await this.#c().forPartition(p).hgetall(this.#keys.schedule(p, enc));
+          return { ...decodeId(enc), entry: fields['g'] === undefined ? null : entryOf(fields) };
+        }),
+      );
+      for (const { task, uid, entry } of entries) {
+        if (entry !== null) (out[task] ??= {})[uid] = entry;
+      }
+      return out;
+    });
+  }
+
+  /** Deletes every key of the namespace except its metadata (SCAN + UNLINK in bounded batches). */
+  clear(): Promise<number> {
+    return this.#guard('clear', async () => {
+      let schedules = 0;
+      await Promise.all(
+        this.#c()
+          .scanNodes()
+          .map(async (node) => {
+            let cursor = '0';
+            do {
+              const [next, found] = await node.scan(cursor, 'MATCH', this.#keys.scanAll(), 'COUNT', 1000);
+              cursor = next;
+              const mine = found.filter((key) => this.#keys.parse(key) !== null);
+              schedules += mine.filter((key) => this.#keys.parse(key)?.type === 's').length;
+              if (mine.length > 0) {
+                const pipeline = node.pipeline();
+                for (const key of mine) pipeline.unlink(key);
+                await pipeline.exec();
+              }
+            } while (cursor !== '0');
+          }),
+      );
+      return schedules;
+    });
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  #c(): Connections {
+    if (this.#conn === undefined) throw new StoreError('RedisStore: the store is closed (call open() first)');
+    return this.#conn;
+  }
+
+  #all(): number[] {
+    return Array.from({ length: this.#keys.partitions }, (_, p) => p);
+  }
+
+  #script(p: number, name: ScriptName, args: readonly (string | number)[]): Promise<unknown> {
+    return run(this.#c().forPartition(p), name, [this.#keys.partitionMeta(p)], [this.#keys.base(p), this.#keys.channel, ...args]);
+  }
+
+  /** SCANs every node for keys of this namespace matching `pattern`, deduplicated. */
+  async #scan(pattern: string): Promise<{ p: number; type: string; rest: string }[]> {
+    const seen = new Set<string>();
+    const out: { p: number; type: string; rest: string }[] = [];
+    await Promise.all(
+      this.#c()
+        .scanNodes()
+        .map(async (node) => {
+          let cursor = '0';
+          do {
+            const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+            cursor = next;
+            for (const key of keys) {
+              if (seen.has(key)) continue;
+              seen.add(key);
+              const parsed = this.#keys.parse(key);
+              if (parsed !== null && parsed.type === 's') out.push(parsed);
+            }
+          } while (cursor !== '0');
+        }),
+    );
+    return out;
+  }
+
+  async #guard<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw toStoreError(operation, err);
+    }
+  }
+}
+
+function firstArgs(first: FirstDue): [string, string] {
+  if ('at' in first) return ['at', String(first.at)];
+  if ('in' in first) return ['in', String(first.in)];
+  return ['next', ''];
+}
+
+function resultJson(result: unknown): Json {
+  return JSON.stringify(result === undefined ? null : toJson(result, 'result'));
+}
+
+function toStoreError(operation: string, err: unknown): SchedkitError {
+  if (err instanceof SchedkitError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new StoreError(`RedisStore.${operation}: ${message}`, { cause: err });
+}

@@ -1,0 +1,346 @@
+--[[
+  claim: in one partition, reaps expired leases (redelivering while attempts remain), then
+  claims up to `limit` due occurrences of the listed tasks, each with a lease and a fencing
+  token, applying the misfire and overlap policies; a recurring schedule is advanced to its
+  next due time in this same step. Mirrors MemoryStore.claim.
+
+  A cron schedule whose precomputed due times no longer reach our clock cannot be advanced
+  here (Lua has no cron): it stays due, untouched, and is returned in `refill` with reason
+  'cover'; the caller computes more times, writes them (refill-1.lua) and claims again. So a
+  schedule can never stop because a process died between the two steps. A list running low
+  is returned with reason 'low' after a normal claim.
+
+  KEYS[1] B:m
+  ARGV[1] B   ARGV[2] wake channel   ARGV[3] token nonce   ARGV[4] partition number
+  ARGV[5] limit (all tasks)   ARGV[6] refill a cron list when fewer times than this remain
+  ARGV[7] number of tasks, then per task 7 values: task, overlap, misfire, catchup window ms, attempts, lease ms, limit
+  Returns {
+    now,
+    runs:    { { token, enc, params JSON ('' = undefined), dueAt, attempt, kind, leaseExpiresAt, { superseded tokens } } },
+    skipped: { { enc, dueAt, reason } },
+    lost:    { { token, enc, dueAt, attempt, kind, requeued '1'|'0' } },
+    refill:  { { enc, gen, nv, due, nx, reason 'cover'|'low', cron, tz ('' = none) } },
+    nextDue ('' = nothing pending),
+    { due-now count per task, in ARGV order }
+  }
+]]
+--@include "lib"
+local now = now_ms()
+local snow = fmt(now)
+local nonce = ARGV[3]
+local partition = ARGV[4]
+local budget = tonumber(ARGV[5])
+local LOW = tonumber(ARGV[6])
+local ntasks = tonumber(ARGV[7])
+local MAX_STEPS = 2000
+local runs, skipped, lost, refill = {}, {}, {}, {}
+local counter = 0
+
+-- ------------------------------------------------------------------ leases
+local expired = redis.call('ZRANGE', LEASES, '-inf', snow, 'BYSCORE', 'LIMIT', 0, 1000)
+for _, token in ipairs(expired) do
+  local v = redis.call('HGET', LEASE_INFO, token)
+  redis.call('HDEL', LEASE_INFO, token)
+  redis.call('ZREM', LEASES, token)
+  if v then
+    local l = parse_lease(v)
+    local h = skey(l.enc)
+    local f = redis.call('HMGET', h, 'g', 'ru', 'tk')
+    if f[1] == l.gen then
+      set_running(h, (num(f[2]) or 1) - 1, without_token(f[3], token))
+      run_delta(task_of(l.enc), -1)
+      local err = 'lease expired: the executor stopped renewing it (crashed, stalled or lost its connection)'
+      history(l.enc, l.dueAt, l.attempt, l.kind, 'lost', l.startedAt, now, nil, err)
+      redis.call('HSET', h, 'le', err, 'lf', snow)
+      local requeued = l.attempt < l.max
+      if requeued then
+        push_extra(l.enc, l.gen, l.dueAt, now, l.attempt + 1, 'retry')
+      else
+        redis.call('HINCRBY', h, 'ko', 1)
+      end
+      lost[#lost + 1] = { token, l.enc, fmt(l.dueAt), fmt(l.attempt), l.kind, requeued and '1' or '0' }
+      settled(l.enc, now)
+    end
+  end
+end
+
+-- ------------------------------------------------------------------ helpers
+
+-- Leases an occurrence. `s` is the schedule's state read by the caller: ru, tk, p (and
+-- claimed = true for a one-shot's scheduled occurrence).
+local function lease(task, pol, enc, gen, due_at, attempt, kind, s)
+  local h = skey(enc)
+  local ru, tk = s.ru, s.tk
+  local supersedes = {}
+  if pol.overlap == 'cancel-previous' and ru > 0 and tk then
+    for token in string.gmatch(tk, '%S+') do
+      local v = redis.call('HGET', LEASE_INFO, token)
+      redis.call('HDEL', LEASE_INFO, token)
+      redis.call('ZREM', LEASES, token)
+      if v then
+        local l = parse_lease(v)
+        ru = ru - 1
+        run_delta(task, -1)
+        history(enc, l.dueAt, l.attempt, l.kind, 'lost', l.startedAt, now, now - l.startedAt, 'cancelled by a newer occurrence (overlap: cancel-previous)')
+        supersedes[#supersedes + 1] = token
+      end
+    end
+    tk = nil
+  end
+  counter = counter + 1
+  local token = partition .. '.' .. nonce .. '.' .. counter
+  local exp = now + pol.lease
+  redis.call('HSET', LEASE_INFO, token, gen .. '|' .. fmt(due_at) .. '|' .. fmt(attempt) .. '|' .. kind .. '|' .. fmt(pol.attempts) .. '|' .. snow .. '|' .. enc)
+  redis.call('ZADD', LEASES, fmt(exp), token)
+  tk = tk and (tk .. ' ' .. token) or token
+  if s.claimed then
+    redis.call('HSET', h, 'ru', ru + 1, 'tk', tk, 'lx', snow, 'at', fmt(attempt), 'cl', '1')
+  else
+    redis.call('HSET', h, 'ru', ru + 1, 'tk', tk, 'lx', snow, 'at', fmt(attempt))
+  end
+  run_delta(task, 1)
+  return { token, enc, s.p or '', fmt(due_at), fmt(attempt), kind, fmt(exp), supersedes }
+end
+
+local function skip(enc, due_at, reason)
+  redis.call('HINCRBY', skey(enc), 'sk', 1)
+  history(enc, due_at, 1, 'scheduled', 'skipped', nil, now, nil, 'skipped (' .. reason .. ')')
+  skipped[#skipped + 1] = { enc, fmt(due_at), reason }
+end
+
+local function has_buffered(enc)
+  for _, e in ipairs(redis.call('LRANGE', wkey(enc), 0, -1)) do
+    local member = string.match(e, '^[^|]*|(.*)$')
+    if parse_occ(member).kind == 'buffered' then return true end
+  end
+  return false
+end
+
+-- Due times of a recurring schedule: `after(t)` the first one > t, `latest(from, at)` the
+-- last one <= at (from is one), `between(from, to, limit)` those in [from, to].
+local function series(kind, every, anchor, due, arr)
+  local s = {}
+  if kind == 'e' then
+    local ev, an = tonumber(every), tonumber(anchor)
+    function s.after(t)
+      if t < an then return an end
+      return an + (math.floor((t - an) / ev) + 1) * ev
+    end
+    function s.latest(from, at) return from + math.floor((at - from) / ev) * ev end
+    function s.between(from, to, limit)
+      local out = {}
+      local t = from
+      while t <= to and #out < limit do
+        out[#out + 1] = t
+        t = t + ev
+      end
+      return out
+    end
+    return s
+  end
+  local e = { due }
+  for _, v in ipairs(arr) do e[#e + 1] = v end
+  function s.after(t)
+    for i = 1, #e do
+      if e[i] > t then return e[i] end
+    end
+    return nil
+  end
+  function s.latest(from, at)
+    local best = from
+    for i = 1, #e do
+      if e[i] <= at and e[i] > best then best = e[i] end
+    end
+    return best
+  end
+  function s.between(from, to, limit)
+    local out = {}
+    for i = 1, #e do
+      if #out >= limit then break end
+      if e[i] >= from and e[i] <= to then out[#out + 1] = e[i] end
+    end
+    return out
+  end
+  return s
+end
+
+local function advance(h, dk, enc, gen, kind, arr, nxt, enabled, ended)
+  if kind == 'c' then
+    local rest = {}
+    if nxt ~= nil then
+      for _, v in ipairs(arr) do
+        if v > nxt then rest[#rest + 1] = v end
+      end
+    end
+    local list = join_times(rest, 1)
+    local nv = redis.call('HINCRBY', h, 'nv', 1)
+    redis.call('HSET', h, 'd', fmt(nxt), 'nx', list)
+    if nxt ~= nil and ended ~= '1' and #rest < LOW then
+      local c = redis.call('HMGET', h, 'cr', 'tz')
+      refill[#refill + 1] = { enc, gen, fmt(nv), fmt(nxt), list, 'low', c[1] or '', c[2] or '' }
+    end
+  else
+    redis.call('HSET', h, 'd', fmt(nxt))
+  end
+  if nxt ~= nil and enabled then
+    redis.call('ZADD', dk, fmt(nxt), enc)
+  else
+    redis.call('ZREM', dk, enc)
+  end
+end
+
+-- Takes the schedule's scheduled occurrence; returns a run, nil (skipped or held back) or
+-- 'held' (cron list must be refilled first: left due, untouched).
+local function take_scheduled(task, pol, dk, enc, due)
+  local h = skey(enc)
+  local f = redis.call('HMGET', h, 'g', 'k', 'ev', 'an', 'nx', 'ne', 'nv', 'en', 'ru', 'tk', 'p')
+  local gen = f[1]
+  if not gen then
+    redis.call('ZREM', dk, enc)
+    return nil
+  end
+  local kind = f[2]
+  local state = { ru = num(f[9]) or 0, tk = f[10] or nil, p = f[11] or nil, claimed = false }
+  local run_due = due
+  if not kind then
+    redis.call('ZREM', dk, enc)
+    state.claimed = true
+  else
+    local arr = {}
+    if kind == 'c' then
+      arr = split_times(f[5])
+      if f[6] ~= '1' and (#arr == 0 or arr[#arr] <= now) then
+        local c = redis.call('HMGET', h, 'cr', 'tz')
+        refill[#refill + 1] = { enc, gen, f[7] or '0', fmt(due), f[5] or '', 'cover', c[1] or '', c[2] or '' }
+        return 'held'
+      end
+    end
+    local s = series(kind, f[3], f[4], due, arr)
+    local nxt = s.after(due)
+    if nxt ~= nil and nxt <= now then
+      -- Missed occurrences (nothing claimed them in time): the misfire policy decides.
+      if pol.misfire == 'skip' then
+        advance(h, dk, enc, gen, kind, arr, s.after(now), f[8] == '1', f[6])
+        skip(enc, due, 'misfire')
+        return nil
+      elseif pol.misfire == 'run-all' then
+        local from = due
+        if due < now - pol.window then from = s.after(now - pol.window - 1) end
+        local times = {}
+        if from ~= nil then times = s.between(from, now, MAX_CATCHUP) end
+        if #times > 0 then
+          run_due = times[1]
+          for i = 2, #times do push_extra(enc, gen, times[i], now, 1, 'catchup') end
+        else
+          run_due = s.latest(due, now)
+        end
+      else
+        run_due = s.latest(due, now)
+      end
+      nxt = s.after(now)
+    end
+    advance(h, dk, enc, gen, kind, arr, nxt, f[8] == '1', f[6])
+  end
+  if state.ru > 0 and pol.overlap ~= 'allow' and pol.overlap ~= 'cancel-previous' then
+    if not kind then
+      redis.call('HSET', h, 'cl', '1')
+      redis.call('HINCRBY', h, 'pe', 1)
+      hold(enc, now, occurrence(enc, gen, run_due, 1, 'scheduled'))
+      return nil
+    end
+    if pol.overlap == 'buffer-one' and not has_buffered(enc) then
+      redis.call('HINCRBY', h, 'pe', 1)
+      hold(enc, now, occurrence(enc, gen, run_due, 1, 'buffered'))
+      return nil
+    end
+    skip(enc, run_due, 'overlap')
+    return nil
+  end
+  return lease(task, pol, enc, gen, run_due, 1, 'scheduled', state)
+end
+
+local function take_extra(task, pol, member, at)
+  local o = parse_occ(member)
+  local h = skey(o.enc)
+  local f = redis.call('HMGET', h, 'g', 'ru', 'tk', 'p')
+  if f[1] ~= o.gen then return nil end -- fenced: its schedule was replaced or removed
+  local state = { ru = num(f[2]) or 0, tk = f[3] or nil, p = f[4] or nil, claimed = false }
+  if state.ru > 0 and pol.overlap ~= 'allow' and pol.overlap ~= 'cancel-previous' then
+    hold(o.enc, at, member) -- still pending: released when the running run settles
+    return nil
+  end
+  redis.call('HINCRBY', h, 'pe', -1)
+  return lease(task, pol, o.enc, o.gen, o.dueAt, o.attempt, o.kind, state)
+end
+
+-- Claims up to `limit` due occurrences of one task, oldest first (the scheduled one first
+-- on a tie), reading due entries in batches.
+local function claim_task(task, pol, limit)
+  local dk, xk = dkey(task), xkey(task)
+  local taken, held, steps = 0, 0, 0
+  while taken < limit and steps < MAX_STEPS do
+    local want = limit - taken
+    local mains = redis.call('ZRANGE', dk, '-inf', snow, 'BYSCORE', 'LIMIT', held, want, 'WITHSCORES')
+    local extras = redis.call('ZRANGE', xk, '-inf', snow, 'BYSCORE', 'LIMIT', 0, want, 'WITHSCORES')
+    if #mains == 0 and #extras == 0 then break end
+    local i, j = 1, 1
+    while taken < limit and (i <= #mains or j <= #extras) do
+      steps = steps + 1
+      local main_at = i <= #mains and tonumber(mains[i + 1]) or math.huge
+      local extra_at = j <= #extras and tonumber(extras[j + 1]) or math.huge
+      local run
+      if main_at <= extra_at then
+        run = take_scheduled(task, pol, dk, mains[i], main_at)
+        i = i + 2
+        if run == 'held' then
+          held = held + 1
+          run = nil
+        end
+      else
+        redis.call('ZREM', xk, extras[j])
+        run = take_extra(task, pol, extras[j], extra_at)
+        j = j + 2
+      end
+      if run then
+        runs[#runs + 1] = run
+        taken = taken + 1
+      end
+    end
+  end
+  return taken
+end
+
+-- ------------------------------------------------------------------ claim
+local tasks = {}
+for i = 0, ntasks - 1 do
+  local a = 7 + i * 7
+  tasks[#tasks + 1] = {
+    name = ARGV[a + 1],
+    pol = { overlap = ARGV[a + 2], misfire = ARGV[a + 3], window = tonumber(ARGV[a + 4]), attempts = tonumber(ARGV[a + 5]), lease = tonumber(ARGV[a + 6]) },
+    limit = tonumber(ARGV[a + 7]),
+  }
+end
+for _, t in ipairs(tasks) do
+  if budget <= 0 then break end
+  local limit = math.min(budget, t.limit)
+  if limit > 0 then budget = budget - claim_task(t.name, t.pol, limit) end
+end
+flush_running()
+
+local next_due = nil
+local function consider(key)
+  local r = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  if r[2] then
+    local v = tonumber(r[2])
+    if next_due == nil or v < next_due then next_due = v end
+  end
+end
+local counts = {}
+for _, t in ipairs(tasks) do
+  consider(dkey(t.name))
+  consider(xkey(t.name))
+  counts[#counts + 1] = redis.call('ZCOUNT', dkey(t.name), '-inf', snow) + redis.call('ZCOUNT', xkey(t.name), '-inf', snow)
+end
+consider(LEASES)
+flush_wake()
+return { snow, runs, skipped, lost, refill, fmt(next_due), counts }

@@ -1,0 +1,67 @@
+--[[
+  complete: settles runs, fenced by lease token: a token that is no longer a current,
+  unexpired lease changes nothing ('lease-lost'). A run of a replaced or removed schedule
+  is accepted ('ok') but changes nothing either.
+
+  KEYS[1] B:m
+  ARGV[1] B   ARGV[2] wake channel   ARGV[3] n
+  then n groups of 7: token, outcome ('success'|'failure'|'abandon'), result JSON,
+    error, startedAt, durationMs, retryAt ('' = no retry)
+  Returns { 'ok' | 'lease-lost' per completion }
+]]
+--@include "lib"
+local now = now_ms()
+local n = tonumber(ARGV[3])
+local out = {}
+for i = 0, n - 1 do
+  local a = 3 + i * 7
+  local token, outcome, result, err = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
+  local started, duration, retry_at = ARGV[a + 5], ARGV[a + 6], ARGV[a + 7]
+  local v = redis.call('HGET', LEASE_INFO, token)
+  local exp = redis.call('ZSCORE', LEASES, token)
+  if not v or not exp or tonumber(exp) <= now then
+    out[#out + 1] = 'lease-lost'
+  else
+    redis.call('HDEL', LEASE_INFO, token)
+    redis.call('ZREM', LEASES, token)
+    local l = parse_lease(v)
+    local h = skey(l.enc)
+    local f = redis.call('HMGET', h, 'g', 'ru', 'tk', 'pe', 'k', 'cl')
+    if f[1] == l.gen then
+      local ru = (num(f[2]) or 1) - 1
+      local retry = outcome == 'failure' and retry_at ~= ''
+      run_delta(task_of(l.enc), -1)
+      if outcome ~= 'abandon' and not retry and not f[5] and f[6] == '1' and ru == 0 and (num(f[4]) or 0) == 0 then
+        -- A one-shot with nothing left: finished, it goes with its report (as settled() would).
+        delete_schedule(l.enc)
+      else
+        set_running(h, ru, without_token(f[3], token))
+        if outcome == 'abandon' then
+          push_extra(l.enc, l.gen, l.dueAt, now, l.attempt, l.kind)
+        else
+          local e = nil
+          if outcome == 'failure' then e = err end
+          if e then
+            redis.call('HSET', h, 'lf', fmt(now), 'ld', duration, 'le', e)
+          else
+            redis.call('HSET', h, 'lf', fmt(now), 'ld', duration)
+            redis.call('HDEL', h, 'le')
+          end
+          if outcome == 'success' then
+            redis.call('HINCRBY', h, 'ok', 1)
+            redis.call('HSET', h, 'lr', result)
+          elseif not retry then
+            redis.call('HINCRBY', h, 'ko', 1)
+          end
+          history(l.enc, l.dueAt, l.attempt, l.kind, outcome, tonumber(started), now, tonumber(duration), e)
+          if retry then push_extra(l.enc, l.gen, l.dueAt, tonumber(retry_at), l.attempt + 1, 'retry') end
+        end
+        settled(l.enc, now)
+      end
+    end
+    out[#out + 1] = 'ok'
+  end
+end
+flush_running()
+flush_wake()
+return out

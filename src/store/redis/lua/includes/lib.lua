@@ -1,0 +1,198 @@
+--[[
+  lib: shared by every schedkit script (inlined where a script says `--@include "lib"`).
+
+  Every script gets ARGV[1] = B, the partition's key base "<prefix>:{<prefix>:<p>}" (the
+  braces are the partition's hash tag, so all keys below share one Redis Cluster slot),
+  and ARGV[2] = the wake-up pub/sub channel. KEYS[1] is always B:m (it routes the call).
+
+  Keys of one partition:
+    B:m          HASH   partition counters: gen (schedule incarnations), seq (occurrences)
+    B:T          SET    names of the tasks that have had schedules here
+    B:r          HASH   task -> runs holding a lease (current incarnations only)
+    B:s:<enc>    HASH   one schedule; enc = "<UTF-8 bytes of task>:<task><uid>"
+    B:h:<enc>    LIST   its run history, newest last, capped at HISTORY_LIMIT
+    B:w:<enc>    LIST   occurrences held back by the overlap policy: "<at>|<occurrence>"
+    B:d:<task>   ZSET   enc -> due time of the schedule's scheduled occurrence (enabled only)
+    B:x:<task>   ZSET   occurrence -> when it may run (trigger, retry, catchup, buffered)
+    B:L          ZSET   lease token -> expiry
+    B:l          HASH   lease token -> "<gen>|<dueAt>|<attempt>|<kind>|<maxAttempts>|<startedAt>|<enc>"
+    B:k:<key>    STRING a lock (SET NX PX)
+  occurrence = "<seq, 12 digits>|<gen>|<dueAt>|<attempt>|<kind>|<enc>" (seq first: FIFO among equal times)
+
+  Schedule hash fields: g gen · k kind (absent = once, 'e' every, 'c' cron) · ev every · an
+  anchor · cr cron · tz · nx cron: the next due times after d, comma-separated, ascending ·
+  ne '1' when the cron spec has no times after nx · nv version of nx (compare-and-set of
+  refills) · p params JSON (absent = undefined) · en '0'/'1' · d due ('' = none) · t timeout
+  · cl '1' when a one-shot's occurrence was claimed · ru running · pe pending extra
+  occurrences (queued + held back) · tk lease tokens of running runs, space-separated.
+  Report: lx lastExecutedAt · lf lastFinishedAt · lr lastResult JSON · le lastError · ld
+  lastDurationMs · at attempts · ok successes · ko failures · sk skips.
+
+  Times are epoch ms of this server's clock (TIME); callers' clocks are never trusted.
+]]
+local B = ARGV[1]
+local CHANNEL = ARGV[2]
+local META = B .. ':m'
+local TASKS = B .. ':T'
+local RUNNING = B .. ':r'
+local LEASES = B .. ':L'
+local LEASE_INFO = B .. ':l'
+local HISTORY_LIMIT = {{HISTORY_LIMIT}}
+local MAX_CATCHUP = {{MAX_CATCHUP}}
+
+local function skey(enc) return B .. ':s:' .. enc end
+local function hkey(enc) return B .. ':h:' .. enc end
+local function wkey(enc) return B .. ':w:' .. enc end
+local function dkey(task) return B .. ':d:' .. task end
+local function xkey(task) return B .. ':x:' .. task end
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Numbers as exact decimal strings (Lua's tostring would write 1.7e+12).
+local function fmt(n)
+  if n == nil then return '' end
+  if n == math.floor(n) and n > -1e15 and n < 1e15 then return string.format('%d', n) end
+  return string.format('%.17g', n)
+end
+
+local function num(s)
+  if s == nil or s == false or s == '' then return nil end
+  return tonumber(s)
+end
+
+local function task_of(enc)
+  local n, rest = string.match(enc, '^(%d+):(.*)$')
+  return string.sub(rest, 1, tonumber(n))
+end
+
+local wake_at = nil
+local function wake(at)
+  if wake_at == nil or at < wake_at then wake_at = at end
+end
+local function flush_wake()
+  if wake_at ~= nil then redis.call('PUBLISH', CHANNEL, fmt(wake_at)) end
+  wake_at = nil
+end
+
+local function split_times(s)
+  local out = {}
+  if s == nil or s == false or s == '' then return out end
+  for v in string.gmatch(s, '[^,]+') do out[#out + 1] = tonumber(v) end
+  return out
+end
+
+local function join_times(arr, from)
+  local parts = {}
+  for i = from, #arr do parts[#parts + 1] = fmt(arr[i]) end
+  return table.concat(parts, ',')
+end
+
+local function parse_lease(v)
+  local g, d, a, k, m, s, enc = string.match(v, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
+  return { gen = g, dueAt = tonumber(d), attempt = tonumber(a), kind = k, max = tonumber(m), startedAt = tonumber(s), enc = enc }
+end
+
+local function parse_occ(v)
+  local _, g, d, a, k, enc = string.match(v, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
+  return { gen = g, dueAt = tonumber(d), attempt = tonumber(a), kind = k, enc = enc }
+end
+
+local function occurrence(enc, gen, dueAt, attempt, kind)
+  local seq = redis.call('HINCRBY', META, 'seq', 1)
+  return string.format('%012d', seq) .. '|' .. gen .. '|' .. fmt(dueAt) .. '|' .. fmt(attempt) .. '|' .. kind .. '|' .. enc
+end
+
+-- One run (or skip) into the schedule's capped history.
+local function history(enc, dueAt, attempt, kind, outcome, startedAt, finishedAt, duration, err)
+  local rec = fmt(dueAt) .. '|' .. fmt(attempt) .. '|' .. kind .. '|' .. outcome .. '|' .. fmt(startedAt) .. '|' .. fmt(finishedAt) .. '|' .. fmt(duration) .. '|' .. (err == nil and '' or ('!' .. err))
+  local key = hkey(enc)
+  redis.call('RPUSH', key, rec)
+  redis.call('LTRIM', key, -HISTORY_LIMIT, -1)
+end
+
+-- Queues an extra occurrence (trigger, retry, catchup, abandon) of the schedule.
+local function push_extra(enc, gen, dueAt, at, attempt, kind)
+  redis.call('ZADD', xkey(task_of(enc)), fmt(at), occurrence(enc, gen, dueAt, attempt, kind))
+  redis.call('HINCRBY', skey(enc), 'pe', 1)
+  wake(at)
+end
+
+-- Holds an occurrence back until the schedule's running runs settle (overlap policy).
+local function hold(enc, at, member)
+  redis.call('RPUSH', wkey(enc), fmt(at) .. '|' .. member)
+end
+
+-- The space-separated token list `tk` without `token` (nil when empty).
+local function without_token(tk, token)
+  if not tk then return nil end
+  local keep = {}
+  for t in string.gmatch(tk, '%S+') do
+    if t ~= token then keep[#keep + 1] = t end
+  end
+  if #keep == 0 then return nil end
+  return table.concat(keep, ' ')
+end
+
+-- Writes `ru` and `tk` (HDEL when there is no token left).
+local function set_running(h, ru, tk)
+  if tk then
+    redis.call('HSET', h, 'ru', ru, 'tk', tk)
+  else
+    redis.call('HSET', h, 'ru', ru)
+    redis.call('HDEL', h, 'tk')
+  end
+end
+
+-- Changes of the per-task running counts (B:r), written once at the end of a script.
+local running_delta = {}
+local function run_delta(task, n)
+  running_delta[task] = (running_delta[task] or 0) + n
+end
+local function flush_running()
+  for task, n in pairs(running_delta) do
+    if n ~= 0 then redis.call('HINCRBY', RUNNING, task, n) end
+  end
+  running_delta = {}
+end
+
+-- Removes the extra occurrences of a schedule from its task's queue (they are few).
+local function drop_extras(enc)
+  local xk = xkey(task_of(enc))
+  local members = redis.call('ZRANGE', xk, 0, -1)
+  local suffix = '|' .. enc
+  for _, m in ipairs(members) do
+    if string.sub(m, -#suffix) == suffix and parse_occ(m).enc == enc then redis.call('ZREM', xk, m) end
+  end
+end
+
+local function delete_schedule(enc)
+  redis.call('DEL', skey(enc), hkey(enc), wkey(enc))
+end
+
+-- After a run ends: release held-back occurrences; drop a one-shot (or an ended recurring
+-- schedule) that has nothing left.
+local function settled(enc, now)
+  local h = skey(enc)
+  local f = redis.call('HMGET', h, 'ru', 'pe', 'k', 'cl', 'd')
+  if (num(f[1]) or 0) > 0 then return end
+  local w = wkey(enc)
+  local waiting = redis.call('LRANGE', w, 0, -1)
+  if #waiting > 0 then
+    redis.call('DEL', w)
+    local xk = xkey(task_of(enc))
+    for _, e in ipairs(waiting) do
+      local at, member = string.match(e, '^([^|]*)|(.*)$')
+      redis.call('ZADD', xk, fmt(math.min(tonumber(at), now)), member)
+    end
+    wake(now)
+    return
+  end
+  if (num(f[2]) or 0) > 0 then return end
+  if redis.call('ZSCORE', dkey(task_of(enc)), enc) then return end
+  local finished
+  if not f[3] then finished = (f[4] == '1') else finished = (f[5] == '' or not f[5]) end
+  if finished then delete_schedule(enc) end
+end

@@ -1,0 +1,87 @@
+/**
+ * The Lua scripts, one file per operation in ./lua (BullMQ style: `claim-1.lua` takes one
+ * KEY), each opening with a header of its KEYS, ARGV and return value. Shared code lives in
+ * ./lua/includes and is inlined where a script says `--@include "name"`. Scripts are
+ * registered with ioredis `defineCommand` under a versioned name (`schedkit_v1_claim`), so
+ * two releases with different scripts can share one Redis.
+ */
+import { readFileSync } from 'node:fs';
+import type { Cluster, Redis } from 'ioredis';
+import { HISTORY_LIMIT } from '../Store.js';
+import { MAX_CATCHUP } from './codec.js';
+
+export type RedisClient = Redis | Cluster;
+
+const VERSION = 'v1';
+const LUA_DIR = new URL('./lua/', import.meta.url);
+
+export const SCRIPT_FILES = {
+  init: 'init-1.lua',
+  upsert: 'upsert-1.lua',
+  update: 'update-1.lua',
+  remove: 'remove-1.lua',
+  trigger: 'trigger-1.lua',
+  claim: 'claim-1.lua',
+  renew: 'renew-1.lua',
+  complete: 'complete-1.lua',
+  refill: 'refill-1.lua',
+  depths: 'depths-1.lua',
+  lockRelease: 'lock-release-1.lua',
+  lockExtend: 'lock-extend-1.lua',
+} as const;
+
+export type ScriptName = keyof typeof SCRIPT_FILES;
+
+interface Loaded {
+  readonly command: string;
+  readonly numberOfKeys: number;
+  readonly lua: string;
+}
+
+let loaded: Map<ScriptName, Loaded> | undefined;
+
+function read(file: string): string {
+  return readFileSync(new URL(file, LUA_DIR), 'utf8');
+}
+
+function expand(source: string, seen: Set<string>): string {
+  return source.replace(/^--@include "([\w-]+)"$/gm, (_, name: string) => {
+    if (seen.has(name)) return '';
+    seen.add(name);
+    return expand(read(`includes/${name}.lua`), seen);
+  });
+}
+
+/** Reads and expands every script (once per process). */
+export function scripts(): Map<ScriptName, Loaded> {
+  if (loaded === undefined) {
+    const map = new Map<ScriptName, Loaded>();
+    for (const [name, file] of Object.entries(SCRIPT_FILES) as [ScriptName, string][]) {
+      const keys = /-(\d+)\.lua$/.exec(file);
+      const lua = expand(read(file), new Set())
+        .replaceAll('{{HISTORY_LIMIT}}', String(HISTORY_LIMIT))
+        .replaceAll('{{MAX_CATCHUP}}', String(MAX_CATCHUP));
+      const command = `schedkit_${VERSION}_${name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}`;
+      map.set(name, { command, numberOfKeys: Number(keys?.[1] ?? 0), lua });
+    }
+    loaded = map;
+  }
+  return loaded;
+}
+
+/** Registers every script on a client (idempotent). */
+export function defineScripts(client: RedisClient): void {
+  for (const s of scripts().values()) {
+    client.defineCommand(s.command, { numberOfKeys: s.numberOfKeys, lua: s.lua });
+  }
+}
+
+type CommandFn = (...args: (string | number)[]) => Promise<unknown>;
+
+/** Runs a registered script: `keys` then `args`. */
+export function run(client: RedisClient, name: ScriptName, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+  const s = scripts().get(name) as Loaded;
+  const fn = (client as unknown as Record<string, CommandFn | undefined>)[s.command];
+  if (fn === undefined) throw new Error(`script ${s.command} is not defined on this client`);
+  return fn.call(client, ...keys, ...args);
+}

@@ -1,0 +1,231 @@
+/**
+ * What only RedisStore has: its key layout, partition metadata, namespace isolation, the
+ * precomputed cron due times (refill, exhaustion), one clock (TIME), bounded memory.
+ */
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { RedisStore, Scheduler } from '../src/index.js';
+import type { ClaimRequest, TaskPolicy } from '../src/store/index.js';
+import { HISTORY_LIMIT } from '../src/store/index.js';
+import { encodeId } from '../src/store/redis/keys.js';
+import { sleep, waitFor } from './helpers.js';
+import { randomPrefix, useRedisServer } from './redis-harness.js';
+
+const redis = useRedisServer();
+let raw: Redis;
+const stores: RedisStore[] = [];
+const schedulers: Scheduler[] = [];
+
+beforeAll(() => {
+  raw = new Redis(redis.url);
+});
+afterAll(async () => {
+  await raw.quit();
+});
+afterEach(async () => {
+  await Promise.all(schedulers.splice(0).map((s) => s.stop({ timeout: 2000 })));
+  for (const s of stores.splice(0)) await s.close();
+});
+
+async function openStore(options: ConstructorParameters<typeof RedisStore>[0] = {}): Promise<RedisStore> {
+  const store = new RedisStore({ url: redis.url, prefix: randomPrefix(), ...options });
+  await store.open();
+  stores.push(store);
+  return store;
+}
+
+const policy = (over: Partial<TaskPolicy> = {}): TaskPolicy => ({ overlap: 'allow', misfire: 'run-once', catchupWindow: 3_600_000, attempts: 1, leaseMs: 30_000, limit: 100, ...over });
+const request = (task: string, over: Partial<TaskPolicy> = {}, limit = 100): ClaimRequest => ({ tasks: new Map([[task, policy(over)]]), limit, owner: 'test' });
+
+async function keysOf(prefix: string): Promise<string[]> {
+  const out: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, keys] = await raw.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+    cursor = next;
+    out.push(...keys);
+  } while (cursor !== '0');
+  return out;
+}
+
+describe('RedisStore keys and namespaces', () => {
+  it('keeps (task, uid) pairs apart whatever characters they contain', async () => {
+    const store = await openStore();
+    const pairs: [string, string][] = [
+      ['a:b', 'c'],
+      ['a', 'b:c'],
+      ['a', ':bc'],
+      ['{x}', '}{'],
+      ['*', '?[]'],
+      ['ünï', 'cödé 🎉'],
+      ['1:x', 'y'],
+      ['1', ':xy'],
+    ];
+    for (const [task, uid] of pairs) await store.upsert({ task, uid, spec: { kind: 'once' }, first: { in: 3_600_000 }, params: { task, uid }, enabled: true, timeout: 0 });
+    const listed = await store.list();
+    expect(listed.map((s) => [s.task, s.uid]).sort()).toEqual([...pairs].sort());
+    for (const [task, uid] of pairs) expect((await store.get(task, uid))?.params).toEqual({ task, uid });
+    expect((await store.list({ task: 'a' })).map((s) => s.uid).sort()).toEqual([':bc', 'b:c']);
+    expect((await store.list({ task: '*' })).map((s) => s.uid)).toEqual(['?[]']);
+    expect(await store.remove('a', 'b:c')).toBe(true);
+    expect(await store.get('a:b', 'c')).not.toBeNull();
+    expect(encodeId('a:b', 'c')).not.toBe(encodeId('a', 'b:c'));
+  });
+
+  it('every key of a partition carries the partition hash tag, never user text', async () => {
+    const store = await openStore({ partitions: 4 });
+    for (let i = 0; i < 40; i++) await store.upsert({ task: '{evil}', uid: `u{${i}}`, spec: { kind: 'every', every: 60_000, anchor: 0 }, first: { in: 0 }, enabled: true, timeout: 0 });
+    const keys = await keysOf(store.prefix);
+    const tags = new Set(keys.map((k) => /\{([^}]*)\}/.exec(k)?.[1]));
+    for (const tag of tags) expect(tag === store.prefix || /^test-[0-9a-f-]+:\d$/.test(tag ?? '')).toBe(true);
+    // By hash, 40 schedules fill all 4 partitions.
+    expect(new Set(keys.filter((k) => k.includes('}:s:')).map((k) => /:(\d)\}/.exec(k)?.[1])).size).toBe(4);
+  });
+
+  it('refuses to open a namespace with another partition count', async () => {
+    const store = await openStore({ partitions: 8 });
+    const other = new RedisStore({ url: redis.url, prefix: store.prefix, partitions: 4 });
+    await expect(other.open()).rejects.toMatchObject({ code: 'ERR_STORE', message: expect.stringMatching(/8 partitions/) as string });
+    const same = new RedisStore({ url: redis.url, prefix: store.prefix, partitions: 8 });
+    await same.open();
+    await same.close();
+  });
+
+  it('rejects bad options with typed errors', () => {
+    expect(() => new RedisStore({ prefix: 'a{b' })).toThrow(expect.objectContaining({ code: 'ERR_VALIDATION' }) as Error);
+    expect(() => new RedisStore({ partitions: 0 })).toThrow(expect.objectContaining({ code: 'ERR_VALIDATION' }) as Error);
+    expect(() => new RedisStore({ url: 'redis://x', instances: ['redis://y'] })).toThrow(expect.objectContaining({ code: 'ERR_VALIDATION' }) as Error);
+    expect(() => new RedisStore({ redisOptions: { keyPrefix: 'x:' } })).toThrow(expect.objectContaining({ code: 'ERR_VALIDATION' }) as Error);
+  });
+
+  it('clear removes only its own namespace (SCAN, not KEYS)', async () => {
+    const a = await openStore();
+    const b = await openStore();
+    await a.upsert({ task: 't', uid: '1', spec: { kind: 'once' }, first: { in: 60_000 }, enabled: true, timeout: 0 });
+    await a.upsert({ task: 't', uid: '2', spec: { kind: 'cron', cron: '0 * * * *' }, first: { next: true }, enabled: true, timeout: 0 });
+    await b.upsert({ task: 't', uid: '1', spec: { kind: 'once' }, first: { in: 60_000 }, enabled: true, timeout: 0 });
+    expect(await a.acquireLock('k', 'tok', 60_000)).toBe(true);
+    expect(await a.clear()).toBe(2);
+    expect(await a.list()).toEqual([]);
+    expect(await b.list()).toHaveLength(1);
+    expect(await a.acquireLock('k', 'other', 60_000)).toBe(true);
+  });
+
+  it('errors of an unreachable server are StoreErrors', async () => {
+    const store = new RedisStore({ url: 'redis://127.0.0.1:1', prefix: randomPrefix(), redisOptions: { retryStrategy: () => null } });
+    await expect(store.open()).rejects.toMatchObject({ name: 'StoreError', code: 'ERR_STORE' });
+  });
+});
+
+describe('RedisStore time and cron', () => {
+  it('now() is the Redis server clock (TIME)', async () => {
+    const store = await openStore();
+    const [sec, usec] = await raw.time();
+    const redisNow = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
+    const now = await store.now();
+    expect(Math.abs(now - redisNow)).toBeLessThan(1000);
+  });
+
+  it('a cron schedule whose precomputed times ran out still fires (the refilling process died)', async () => {
+    const store = await openStore({ cronLookahead: 2 });
+    const due = await store.upsert({ task: 'c', uid: 'x', spec: { kind: 'cron', cron: '* * * * * *' }, first: { next: true }, enabled: true, timeout: 0 });
+    expect(due).not.toBeNull();
+    // Simulate a claimer that advanced the schedule and died before refilling: no times left.
+    const key = (await keysOf(store.prefix)).find((k) => k.includes('}:s:'));
+    expect(key).toBeDefined();
+    await raw.hset(key as string, 'nx', '');
+    const seen: number[] = [];
+    for (let i = 0; i < 4 && seen.length < 3; ) {
+      const r = await store.claim(request('c'));
+      for (const run of r.runs) {
+        seen.push(run.dueAt);
+        await store.complete([{ token: run.token, outcome: 'success', startedAt: r.now, durationMs: 0 }]);
+      }
+      if (r.runs.length === 0) {
+        i++;
+        await sleep(Math.max(0, (r.nextDueAt ?? r.now + 100) - r.now) + 5);
+      }
+    }
+    expect(seen.length).toBeGreaterThanOrEqual(3);
+    for (let i = 1; i < seen.length; i++) expect((seen[i] as number) - (seen[i - 1] as number)).toBe(1000);
+    expect((await store.get('c', 'x'))?.nextRunAt).toBeGreaterThan(seen.at(-1) as number);
+  });
+
+  it('cron misfire policies after an outage: run-once, run-all (window), skip', async () => {
+    const store = await openStore({ cronLookahead: 3 });
+    const outage = async (uid: string): Promise<void> => {
+      await store.upsert({ task: 'm', uid, spec: { kind: 'cron', cron: '* * * * * *' }, first: { next: true }, enabled: true, timeout: 0 });
+    };
+    await outage('once');
+    await sleep(5200); // ~5 ticks missed, past the 3 precomputed times
+    const once = await store.claim(request('m', { misfire: 'run-once' }));
+    expect(once.runs).toHaveLength(1);
+    expect(once.runs[0]?.dueAt).toBe(Math.floor(once.now / 1000) * 1000); // the latest missed tick
+    expect(once.skipped).toEqual([]);
+    await store.remove('m', 'once');
+
+    await outage('all');
+    await sleep(4200);
+    const all = await store.claim(request('m', { misfire: 'run-all', catchupWindow: 60_000 }));
+    const dues = all.runs.map((r) => r.dueAt).sort((a, b) => a - b);
+    expect(dues.length).toBeGreaterThanOrEqual(4);
+    for (let i = 1; i < dues.length; i++) expect((dues[i] as number) - (dues[i - 1] as number)).toBe(1000);
+    expect(all.runs.filter((r) => r.kind === 'catchup').length).toBe(dues.length - 1);
+    await store.remove('m', 'all');
+
+    await outage('skip');
+    await sleep(2200);
+    const skip = await store.claim(request('m', { misfire: 'skip' }));
+    expect(skip.runs).toEqual([]);
+    expect(skip.skipped).toMatchObject([{ task: 'm', uid: 'skip', reason: 'misfire' }]);
+    expect((await store.get('m', 'skip'))?.nextRunAt).toBeGreaterThan(skip.now);
+  });
+
+  it('restores a cron schedule from a registry with its iat, and loads it twice without duplicates', async () => {
+    const store = await openStore();
+    const s = new Scheduler({ store });
+    schedulers.push(s);
+    await s.start({ execute: false });
+    const iat = Date.now() - 3000;
+    await s.load({ c: { x: { iat, timeout: 0, cron: '*/10 * * * * *', tz: 'UTC' } } });
+    await s.load({ c: { x: { iat, timeout: 0, cron: '*/10 * * * * *', tz: 'UTC' } } });
+    expect(await s.list()).toHaveLength(1);
+    const r = await store.claim(request('c'));
+    expect(r.runs).toHaveLength(1);
+    expect(r.runs[0]?.dueAt).toBe(iat);
+  });
+});
+
+describe('RedisStore memory stays bounded', () => {
+  it('a finished one-shot leaves no key behind; history is capped', async () => {
+    const store = await openStore({ partitions: 2 });
+    const s = new Scheduler({ store });
+    schedulers.push(s);
+    let n = 0;
+    s.define('t', () => void n++);
+    s.define('r', () => void n++);
+    await s.start();
+    await s.scheduleMany('t', Array.from({ length: 50 }, (_, i) => ({ uid: `u${i}`, in: 0 })));
+    await s.schedule('r', { uid: 'p', every: 5 });
+    await waitFor(async () => ((await s.get('r', 'p'))?.successes ?? 0) >= HISTORY_LIMIT + 10, 'many recurring runs');
+    await s.cancel('r', 'p');
+    await waitFor(() => n >= 50 + HISTORY_LIMIT, 'the one-shots');
+    await waitFor(async () => (await s.list()).length === 0, 'everything to be finished');
+    await s.stop();
+    // Left: per-partition counters, task names and running counts, and the namespace metadata.
+    const keys = (await keysOf(store.prefix)).filter((k) => !/\}:(m|T|r|meta)$/.test(k));
+    expect(keys).toEqual([]);
+  });
+
+  it('history lists are trimmed in Redis', async () => {
+    const store = await openStore({ partitions: 1 });
+    const s = new Scheduler({ store });
+    schedulers.push(s);
+    s.define('r', () => 1);
+    await s.start();
+    await s.schedule('r', { uid: 'p', every: 5 });
+    await waitFor(async () => ((await s.get('r', 'p'))?.successes ?? 0) >= HISTORY_LIMIT + 5, 'many runs');
+    const history = (await keysOf(store.prefix)).find((k) => k.includes('}:h:'));
+    expect(await raw.llen(history as string)).toBeLessThanOrEqual(HISTORY_LIMIT);
+  });
+});
