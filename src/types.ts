@@ -183,7 +183,8 @@ export interface RunEvent {
 }
 
 export interface SchedulerEvents {
-  'run:start': [RunEvent];
+  /** `startedAt` is on the store's clock, so `startedAt - dueAt` is the run's lateness. */
+  'run:start': [RunEvent & { readonly startedAt: Date }];
   'run:success': [RunEvent & { readonly result: JsonValue | null; readonly durationMs: number }];
   'run:failure': [RunEvent & { readonly error: Error; readonly durationMs: number; readonly willRetry: boolean }];
   'run:retry': [RunEvent & { readonly error: Error; readonly retryAt: Date; readonly nextAttempt: number }];

@@ -29,7 +29,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const scheduler = new Scheduler({ store: new MemoryStore({ file }) });
   scheduler.on('error', (err) => logger.error({ err }, 'scheduler error'));
   // Validates host/token before anything is opened.
-  const server = createServer({ scheduler, token: opts.token, host: opts.host, port: opts.port, logger });
+  const server = createServer({ scheduler, token: opts.token, host: opts.host, port: opts.port, logger, processMetrics: true });
   await scheduler.start({ execute: false });
   let url: string;
   try {

@@ -65,6 +65,21 @@ export interface NackResult {
   readonly retryAt: number | undefined;
 }
 
+/**
+ * Told what happens to the occurrences HTTP workers take (the service's metrics). Called
+ * after the store confirmed each step, never for an occurrence that was given back.
+ */
+export interface QueueObserver {
+  /** A claim on behalf of workers: the leases it found expired and the occurrences it skipped. */
+  claimed(result: ClaimResult): void;
+  /** An occurrence was handed to a worker at store time `now`; a destructive pop is also its success. */
+  popped(run: ClaimedRun, now: number, leased: boolean): void;
+  /** A leased pop was acknowledged. */
+  acked(lease: HeldLease): void;
+  /** A leased pop was failed; `retrying` when it is queued again. */
+  nacked(lease: HeldLease, retrying: boolean): void;
+}
+
 interface Waiter {
   readonly task: string;
   readonly opts: PopOptions;
@@ -92,15 +107,24 @@ export class WorkerQueues {
   #lastSweep = 0;
   #unsubscribe: (() => void) | undefined;
   #closed = false;
+  readonly #observer: QueueObserver | undefined;
 
-  constructor(scheduler: Scheduler) {
+  constructor(scheduler: Scheduler, observer?: QueueObserver) {
     this.#scheduler = scheduler;
     this.#store = scheduler.store;
+    this.#observer = observer;
   }
 
-  /** Leases currently handed out to HTTP workers (known to this server). */
+  /** Leases currently handed out to HTTP workers (known to this server), expired ones included until swept. */
   get leases(): number {
     return this.#leases.size;
+  }
+
+  /** Leases handed out by this server that are neither finished nor expired at `now` (store clock). */
+  heldLeases(now = Date.now()): number {
+    let n = 0;
+    for (const held of this.#leases.values()) if (held.expiresAt > now) n++;
+    return n;
   }
 
   /** Long polls waiting now. */
@@ -132,6 +156,7 @@ export class WorkerQueues {
     const [status] = await this.#store.complete([{ token, outcome: 'success', result, startedAt: held.startedAt, durationMs: Math.max(0, now - held.startedAt) }]);
     this.#leases.delete(token);
     if (status !== 'ok') throw leaseLost(task, token);
+    this.#observer?.acked(held);
     return held;
   }
 
@@ -146,6 +171,7 @@ export class WorkerQueues {
     ]);
     this.#leases.delete(token);
     if (status !== 'ok') throw leaseLost(task, token);
+    this.#observer?.nacked(held, retryAt !== undefined);
     return { lease: held, retryAt };
   }
 
@@ -184,7 +210,7 @@ export class WorkerQueues {
     await this.#scheduler.ready();
   }
 
-  #claim(task: string, opts: PopOptions): Promise<ClaimResult> {
+  async #claim(task: string, opts: PopOptions): Promise<ClaimResult> {
     const leased = opts.leaseMs !== undefined;
     const policy: TaskPolicy = {
       overlap: 'skip',
@@ -194,7 +220,9 @@ export class WorkerQueues {
       leaseMs: opts.leaseMs ?? DESTRUCTIVE_LEASE_MS,
       limit: 1,
     };
-    return this.#store.claim({ tasks: new Map([[task, policy]]), limit: 1, owner: opts.owner });
+    const result = await this.#store.claim({ tasks: new Map([[task, policy]]), limit: 1, owner: opts.owner });
+    this.#observer?.claimed(result);
+    return result;
   }
 
   /**
@@ -221,6 +249,7 @@ export class WorkerQueues {
     } else {
       await this.#store.complete([{ token: run.token, outcome: 'success', startedAt: result.now, durationMs: 0 }]);
     }
+    this.#observer?.popped(run, result.now, opts.leaseMs !== undefined);
     return true;
   }
 

@@ -4,11 +4,16 @@
  *
  * JSON in and out; every error is `{ error, code }` (see ./errors.ts). Listens on 127.0.0.1
  * by default; any other host needs a bearer token, which then guards every route except
- * `/healthz` and the `/` index page.
+ * `/healthz` and the pages (`OPEN_ROUTES`: the dashboard at `/` and the docs at `/docs`,
+ * which hold no data). Prometheus metrics at `/metrics` (./metrics.ts), the OpenAPI
+ * document at `/docs/json` (./docs.ts).
  */
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import fastifySwagger from '@fastify/swagger';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifySchema } from 'fastify';
+import type { Registry } from 'prom-client';
 import { SchedkitError, ScheduleNotFoundError, ValidationError } from '../errors.js';
 import type { JsonValue } from '../json.js';
 import type { Scheduler } from '../scheduler.js';
@@ -16,9 +21,15 @@ import type { ClaimedRun, RegistryDump } from '../store/Store.js';
 import { parseDuration } from '../timing/duration.js';
 import type { ScheduleOptions, TaskReport, UpdateOptions } from '../types.js';
 import { bearerChecker, isLoopback, urlHost } from './auth.js';
-import { indexPage } from './dashboard.js';
+import type { RouteInfo } from './dashboard.js';
+import { swaggerOptions } from './docs.js';
 import { toHttpError } from './errors.js';
+import { ServiceMetrics } from './metrics.js';
+import { OPEN_ROUTES, registerPages } from './pages.js';
 import { WorkerQueues } from './queue.js';
+import { serviceStats, StatsSampler } from './stats.js';
+
+export type { RouteInfo } from './dashboard.js';
 
 export const DEFAULT_HOST = '127.0.0.1';
 export const DEFAULT_PORT = 8080;
@@ -45,6 +56,11 @@ export interface ServerOptions {
   logger?: FastifyBaseLogger | boolean | undefined;
   /** Log every request (at info). Default false: only faults are logged. */
   requestLogging?: boolean | undefined;
+  /**
+   * Also export Node's process metrics (CPU, memory, event loop lag, GC) on `/metrics`.
+   * Default false: their collectors stay installed for the life of the process.
+   */
+  processMetrics?: boolean | undefined;
 }
 
 export interface SchedkitServer {
@@ -56,6 +72,10 @@ export interface SchedkitServer {
   readonly url: string | undefined;
   /** Answers waiting long polls, stops listening, waits for requests in flight. Does not stop the scheduler. */
   close(): Promise<void>;
+  /** Every route served (HEAD aside), in registration order; complete once listening (or after `app.ready()`). */
+  readonly routes: readonly RouteInfo[];
+  /** This server's Prometheus registry (what `/metrics` exposes); add your own metrics to it. */
+  readonly metrics: Registry;
 }
 
 const NAME = { type: 'string', minLength: 1, maxLength: 512 } as const;
@@ -70,6 +90,24 @@ const RETRY_BODY = { type: ['boolean', 'integer'], minimum: 1, maximum: MAX_ATTE
 type TaskRoute = { Params: { name: string } };
 type LeaseRoute = { Params: { name: string; id: string } };
 type ScheduleRoute = { Params: { task: string; uid: string } };
+
+/** OpenAPI tags and summary of a route. */
+function doc(tag: 'worker' | 'management' | 'service', summary: string): FastifySchema {
+  return { tags: [tag], summary };
+}
+
+let version: string | undefined;
+function packageVersion(): string {
+  if (version === undefined) {
+    try {
+      // src/http and dist/http are both two levels below the package root.
+      version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string }).version ?? '0.0.0';
+    } catch {
+      version = '0.0.0';
+    }
+  }
+  return version;
+}
 
 export function createServer(options: ServerOptions): SchedkitServer {
   if (typeof options !== 'object' || options === null) throw new ValidationError('server options', 'must be an object');
@@ -111,7 +149,19 @@ export function createServer(options: ServerOptions): SchedkitServer {
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false, allowUnionTypes: true } },
   }) as unknown as FastifyInstance;
 
-  const queues = new WorkerQueues(scheduler);
+  const routes: RouteInfo[] = [];
+  // Added first, so it sees every route (the page's API list, the OpenAPI drift test).
+  app.addHook('onRoute', (route) => {
+    const methods = (Array.isArray(route.method) ? route.method : [route.method]).filter((m) => m !== 'HEAD');
+    const schema = route.schema as (FastifySchema & { querystring?: { properties?: Record<string, unknown> } }) | undefined;
+    for (const method of methods) {
+      routes.push({ method, url: route.url, summary: schema?.summary, query: Object.keys(schema?.querystring?.properties ?? {}), hidden: schema?.hide === true });
+    }
+  });
+
+  const metrics = new ServiceMetrics({ scheduler, leasesHeld: (): number => queues.heldLeases(), log: app.log, processMetrics: options.processMetrics === true });
+  const sampler = new StatsSampler(metrics);
+  const queues = new WorkerQueues(scheduler, metrics);
   const checkToken = token === undefined ? undefined : bearerChecker(token);
 
   // ---------------------------------------------------------------- body parsing
@@ -159,7 +209,7 @@ export function createServer(options: ServerOptions): SchedkitServer {
   if (checkToken !== undefined) {
     app.addHook('onRequest', async (request, reply) => {
       const route = request.routeOptions.url;
-      if (route === '/healthz' || route === '/') return;
+      if (route !== undefined && OPEN_ROUTES.has(route)) return;
       if (checkToken(request.headers.authorization)) return;
       await reply
         .code(401)
@@ -173,12 +223,68 @@ export function createServer(options: ServerOptions): SchedkitServer {
     queues.close();
     done();
   });
+  app.addHook('onReady', (done) => {
+    sampler.start();
+    done();
+  });
+  app.addHook('onClose', (_instance, done) => {
+    sampler.stop();
+    metrics.close();
+    done();
+  });
+
+  // Routes are registered in a plugin after @fastify/swagger, whose onRoute hook must exist first.
+  void app.register(fastifySwagger, swaggerOptions({ version: packageVersion(), tokenRequired: token !== undefined, openRoutes: OPEN_ROUTES }));
+  void app.register((api, _pluginOptions, done) => {
+    registerRoutes(api, { scheduler, queues, metrics, sampler, token, routes });
+    done();
+  });
+
+  let url: string | undefined;
+  return {
+    app,
+    host,
+    routes,
+    metrics: metrics.registry,
+    get url() {
+      return url;
+    },
+    async listen() {
+      await app.listen({ host, port });
+      const address = app.server.address() as AddressInfo;
+      url = `http://${urlHost(host, address.port)}`;
+      return url;
+    },
+    async close() {
+      queues.close();
+      await app.close();
+    },
+  };
+}
+
+interface RouteContext {
+  readonly scheduler: Scheduler;
+  readonly queues: WorkerQueues;
+  readonly metrics: ServiceMetrics;
+  readonly sampler: StatsSampler;
+  readonly token: string | undefined;
+  readonly routes: readonly RouteInfo[];
+}
+
+/** The API, the service routes and the pages, on `app` (a plugin context registered after @fastify/swagger). */
+function registerRoutes(app: FastifyInstance, ctx: RouteContext): void {
+  const { scheduler, queues, metrics, sampler, token, routes } = ctx;
 
   // ---------------------------------------------------------------- registry compat
   app.put<TaskRoute & { Body: Record<string, unknown> | undefined; Querystring: { in?: string } }>(
     '/api/pushTask/:name',
     {
-      schema: { params: TASK_PARAMS, querystring: { type: 'object', properties: { in: STRING }, additionalProperties: false }, body: { type: 'object' } },
+      schema: {
+        ...doc('worker', 'Push a task: an occurrence of task :name due now (or `?in=` later); the JSON body is its params → { success, id }'),
+        params: TASK_PARAMS,
+        querystring: { type: 'object', properties: { in: STRING }, additionalProperties: false },
+        body: { type: 'object' },
+      },
       preValidation: emptyBodyIsObject,
     },
     async (request) => {
@@ -191,7 +297,13 @@ export function createServer(options: ServerOptions): SchedkitServer {
 
   app.get<TaskRoute & { Querystring: { wait?: string; lease?: string; retry?: string } }>(
     '/api/popTask/:name',
-    { schema: { params: TASK_PARAMS, querystring: { type: 'object', properties: { wait: STRING, lease: STRING, retry: STRING }, additionalProperties: false } } },
+    {
+      schema: {
+        ...doc('worker', 'Pop a due task → 200 { task } or 202 when none; `wait` long-polls (seconds), `lease` makes it reliable (ack/nack), `retry` = attempts'),
+        params: TASK_PARAMS,
+        querystring: { type: 'object', properties: { wait: STRING, lease: STRING, retry: STRING }, additionalProperties: false },
+      },
+    },
     async (request, reply) => {
       const q = request.query;
       const waitMs = q.wait === undefined ? 0 : waitSeconds(q.wait) * 1000;
@@ -204,7 +316,7 @@ export function createServer(options: ServerOptions): SchedkitServer {
     },
   );
 
-  app.post<LeaseRoute & { Body: unknown }>('/api/ackTask/:name/:id', { schema: { params: LEASE_PARAMS } }, async (request) => {
+  app.post<LeaseRoute & { Body: unknown }>('/api/ackTask/:name/:id', { schema: { ...doc('worker', 'Acknowledge a leased pop (optional JSON body = the result)'), params: LEASE_PARAMS } }, async (request) => {
     const held = await queues.ack(request.params.name, request.params.id, request.body as JsonValue | undefined);
     return { success: true, id: held.token, uid: held.uid };
   });
@@ -213,6 +325,7 @@ export function createServer(options: ServerOptions): SchedkitServer {
     '/api/nackTask/:name/:id',
     {
       schema: {
+        ...doc('worker', 'Fail a leased pop; retried (after `delay`) while attempts remain, `retry: false` gives up'),
         params: LEASE_PARAMS,
         querystring: { type: 'object', properties: { retry: STRING, delay: STRING }, additionalProperties: false },
         body: { type: 'object', properties: { error: { type: 'string', maxLength: 10_000 }, retry: RETRY_BODY, delay: DURATION }, additionalProperties: false },
@@ -233,7 +346,7 @@ export function createServer(options: ServerOptions): SchedkitServer {
 
   app.post<LeaseRoute & { Querystring: { lease?: string } }>(
     '/api/renewTask/:name/:id',
-    { schema: { params: LEASE_PARAMS, querystring: { type: 'object', properties: { lease: STRING }, additionalProperties: false } } },
+    { schema: { ...doc('worker', 'Extend a leased pop by `lease` (default: the lease asked for at the pop)'), params: LEASE_PARAMS, querystring: { type: 'object', properties: { lease: STRING }, additionalProperties: false } } },
     async (request) => {
       const leaseMs = request.query.lease === undefined ? undefined : leaseDuration(request.query.lease, 'query.lease');
       const held = await queues.renew(request.params.name, request.params.id, leaseMs);
@@ -244,14 +357,14 @@ export function createServer(options: ServerOptions): SchedkitServer {
   // ---------------------------------------------------------------- management
   app.get<{ Querystring: { task?: string } }>(
     '/api/tasks',
-    { schema: { querystring: { type: 'object', properties: { task: NAME }, additionalProperties: false } } },
+    { schema: { ...doc('management', 'List schedules (TaskReports), optionally of one task'), querystring: { type: 'object', properties: { task: NAME }, additionalProperties: false } } },
     async (request) => {
       const reports = await scheduler.list(request.query.task === undefined ? {} : { task: request.query.task });
       return { tasks: reports.map(reportJson) };
     },
   );
 
-  app.get<ScheduleRoute>('/api/tasks/:task/:uid', { schema: { params: SCHEDULE_PARAMS } }, async (request) => {
+  app.get<ScheduleRoute>('/api/tasks/:task/:uid', { schema: { ...doc('management', 'One schedule (TaskReport)'), params: SCHEDULE_PARAMS } }, async (request) => {
     const { task, uid } = request.params;
     const report = await scheduler.get(task, uid);
     if (report === null) throw new ScheduleNotFoundError(task, uid);
@@ -262,6 +375,7 @@ export function createServer(options: ServerOptions): SchedkitServer {
     '/api/tasks/:task/:uid',
     {
       schema: {
+        ...doc('management', 'Create or replace a schedule: one of in, at, every, cron (+ tz), with params and enabled'),
         params: SCHEDULE_PARAMS,
         body: { type: 'object', properties: { ...TIMING_PROPS, params: {}, enabled: { type: 'boolean' } }, additionalProperties: false },
       },
@@ -278,6 +392,7 @@ export function createServer(options: ServerOptions): SchedkitServer {
     '/api/tasks/:task/:uid',
     {
       schema: {
+        ...doc('management', 'Update a schedule: enabled, params, or a new timing'),
         params: SCHEDULE_PARAMS,
         body: {
           type: 'object',
@@ -290,13 +405,13 @@ export function createServer(options: ServerOptions): SchedkitServer {
     async (request) => reportJson(await scheduler.update(request.params.task, request.params.uid, request.body)),
   );
 
-  app.delete<ScheduleRoute>('/api/tasks/:task/:uid', { schema: { params: SCHEDULE_PARAMS } }, async (request) => {
+  app.delete<ScheduleRoute>('/api/tasks/:task/:uid', { schema: { ...doc('management', 'Cancel a schedule'), params: SCHEDULE_PARAMS } }, async (request) => {
     const { task, uid } = request.params;
     if (!(await scheduler.cancel(task, uid))) throw new ScheduleNotFoundError(task, uid);
     return { deleted: true, task, uid };
   });
 
-  app.post<ScheduleRoute>('/api/tasks/:task/:uid/trigger', { schema: { params: SCHEDULE_PARAMS } }, async (request) => {
+  app.post<ScheduleRoute>('/api/tasks/:task/:uid/trigger', { schema: { ...doc('management', 'Run a schedule now (an occurrence of its own)'), params: SCHEDULE_PARAMS } }, async (request) => {
     const { task, uid } = request.params;
     await scheduler.trigger(task, uid);
     return reportJson(await mustGet(scheduler, task, uid));
@@ -306,50 +421,47 @@ export function createServer(options: ServerOptions): SchedkitServer {
     ['enable', true],
     ['disable', false],
   ] as const) {
-    app.post<ScheduleRoute>(`/api/tasks/:task/:uid/${action}`, { schema: { params: SCHEDULE_PARAMS } }, async (request) =>
+    app.post<ScheduleRoute>(`/api/tasks/:task/:uid/${action}`, { schema: { ...doc('management', `${enabled ? 'Enable' : 'Disable'} a schedule`), params: SCHEDULE_PARAMS } }, async (request) =>
       reportJson(await scheduler.update(request.params.task, request.params.uid, { enabled })),
     );
   }
 
-  app.get('/api/registry', async () => scheduler.snapshot());
+  app.get('/api/registry', { schema: doc('management', 'Snapshot of every schedule (schedward TaskRunnerRegistryDump)') }, async () => scheduler.snapshot());
 
-  app.put<{ Body: RegistryDump }>('/api/registry', { schema: { body: { type: 'object' } }, preValidation: emptyBodyIsObject }, async (request) => ({
-    loaded: await scheduler.load(request.body),
-  }));
+  app.put<{ Body: RegistryDump }>(
+    '/api/registry',
+    { schema: { ...doc('management', 'Load a snapshot → { loaded }'), body: { type: 'object' } }, preValidation: emptyBodyIsObject },
+    async (request) => ({
+      loaded: await scheduler.load(request.body),
+    }),
+  );
 
-  app.get('/api/depths', async () => {
+  app.get('/api/depths', { schema: doc('management', 'Due, scheduled and running occurrences per task') }, async () => {
     await queues.ready('depths');
     const depths = await scheduler.store.depths();
     return Object.fromEntries(depths);
   });
 
+  app.get('/api/stats', { schema: doc('management', "Runs by outcome and start lateness: totals and the last 5 minutes in 2 s intervals (from /metrics' registry)") }, async () =>
+    serviceStats(metrics, sampler, scheduler.running, queues.heldLeases()),
+  );
+
+  // ---------------------------------------------------------------- service
+  app.get('/metrics', { schema: doc('service', 'Prometheus metrics (text exposition format)') }, async (_request, reply) => {
+    const text = await metrics.text();
+    return reply.type(metrics.contentType).send(text);
+  });
+
+  app.get('/docs/json', { schema: { hide: true } }, async () => Promise.resolve(app.swagger()));
+
   // ---------------------------------------------------------------- open routes
-  app.get('/healthz', async (_request, reply) => {
+  app.get('/healthz', { schema: doc('service', 'Liveness: 200, or 503 while stopping (no token needed)') }, async (_request, reply) => {
     const state = scheduler.state;
     const ok = state !== 'stopping' && state !== 'stopped';
     return reply.code(ok ? 200 : 503).send({ status: ok ? 'ok' : 'stopping', scheduler: state, store: scheduler.store.kind });
   });
 
-  app.get('/', async (_request, reply) => reply.type('text/html; charset=utf-8').send(indexPage(token !== undefined)));
-
-  let url: string | undefined;
-  return {
-    app,
-    host,
-    get url() {
-      return url;
-    },
-    async listen() {
-      await app.listen({ host, port });
-      const address = app.server.address() as AddressInfo;
-      url = `http://${urlHost(host, address.port)}`;
-      return url;
-    },
-    async close() {
-      queues.close();
-      await app.close();
-    },
-  };
+  registerPages(app, { tokenRequired: token !== undefined, routes: () => routes });
 }
 
 type LogControllerCtor = new (options: { disableRequestLogging: boolean }) => unknown;

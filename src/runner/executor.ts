@@ -243,7 +243,7 @@ export class Executor {
       timer = setTimeout(() => controller.abort(new RunTimeoutError(claim.task, timeout)), timeout);
       timer.unref();
     }
-    this.#emit('run:start', event);
+    this.#emit('run:start', { ...event, startedAt: new Date(started + this.#offset) });
     let result: JsonValue | null = null;
     let error: Error | undefined;
     try {
