@@ -5,12 +5,12 @@
 import { randomUUID } from 'node:crypto';
 import { ValidationError } from './errors.js';
 import { toOptionalJson, type JsonValue } from './json.js';
-import type { FirstDue, MisfirePolicy, OverlapPolicy } from './store/Store.js';
+import type { FirstDue, MisfirePolicy, OverlapPolicy, ScheduleInput } from './store/Store.js';
 import { getCron, isValidTimeZone } from './timing/cron.js';
 import { MAX_DURATION_MS, parseDuration } from './timing/duration.js';
 import type { ScheduleSpec } from './timing/spec.js';
 import type { RetryOptions, ScheduleOptions, TaskOptions } from './types.js';
-import { checkBoolean, checkInteger, checkKeys, checkName, checkNumber, checkObject, checkOneOf } from './validate.js';
+import { checkBoolean, checkInteger, checkKeys, checkName, checkNumber, checkObject, checkOneOf, MAX_NAME_LENGTH } from './validate.js';
 
 export const OVERLAP: readonly OverlapPolicy[] = ['skip', 'allow', 'buffer-one', 'cancel-previous'];
 export const MISFIRE: readonly MisfirePolicy[] = ['run-once', 'run-all', 'skip'];
@@ -98,6 +98,33 @@ export function normalizeSchedule(input: ScheduleOptions, field: string): Normal
     enabled: opts['enabled'] === undefined ? true : checkBoolean(opts['enabled'], `${field}.enabled`),
   };
 }
+
+/**
+ * The store input for the common one-shot `{ uid, at }` (string uid, epoch-ms number `at`,
+ * optionally `enabled` / an undefined `params`), validated in one pass: no key list, no
+ * field-name strings, no intermediate objects. Anything else, valid or not, returns undefined
+ * and takes `normalizeSchedule` (which words every error), so both paths accept the same.
+ */
+export function onceInput(task: string, input: unknown): ScheduleInput | undefined {
+  if (typeof input !== 'object' || input === null || Object.getPrototypeOf(input) !== Object.prototype) return undefined;
+  let uid: unknown;
+  let at: unknown;
+  let enabled: unknown;
+  for (const key in input) {
+    const value: unknown = (input as Record<string, unknown>)[key];
+    if (key === 'uid') uid = value;
+    else if (key === 'at') at = value;
+    else if (key === 'enabled') enabled = value;
+    else if (value !== undefined || !(SCHEDULE_KEYS as readonly string[]).includes(key)) return undefined;
+  }
+  if (typeof uid !== 'string' || uid.length === 0 || uid.length > MAX_NAME_LENGTH || CONTROL.test(uid)) return undefined;
+  if (typeof at !== 'number' || !(at >= 0 && at <= MAX_EPOCH_MS)) return undefined;
+  if (enabled !== undefined && typeof enabled !== 'boolean') return undefined;
+  return { task, uid, spec: ONCE, first: { at }, params: undefined, enabled: enabled ?? true, timeout: 0 };
+}
+
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f]/;
 
 export function normalizeTiming(input: Record<string, unknown>, field: string): Pick<NormalizedSchedule, 'spec' | 'first' | 'timeout'> {
   const hasIn = input['in'] !== undefined;

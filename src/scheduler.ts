@@ -6,12 +6,12 @@ import { resolve as resolvePath } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { DuplicateTaskError, ScheduleNotFoundError, SchedkitError, SchedulerStoppedError, UnknownTaskError, ValidationError } from './errors.js';
 import { toOptionalJson, type JsonValue } from './json.js';
-import { normalizeSchedule, normalizeTiming, taskConfig } from './options.js';
+import { normalizeSchedule, normalizeTiming, onceInput, taskConfig, type NormalizedSchedule } from './options.js';
 import { Executor, type TaskDefinition } from './runner/executor.js';
 import { WorkerPool, type PooledModule, type PoolOptions, type PoolStats } from './runner/pool.js';
 import { MemoryStore } from './store/memory/MemoryStore.js';
 import { loadRegistry } from './store/registry.js';
-import type { RegistryDump, SchedulePatch, ScheduleState, Store } from './store/Store.js';
+import type { RegistryDump, ScheduleInput, SchedulePatch, ScheduleState, Store } from './store/Store.js';
 import { parseDuration } from './timing/duration.js';
 import type {
   Lock,
@@ -61,7 +61,14 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     if (opts.defaults !== undefined) taskConfig(opts.defaults, undefined, this.#concurrency, 'Scheduler options.defaults');
     this.#owner = opts.owner ?? `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`;
     this.#poolOptions = poolOptions(opts.pool);
-    this.#executor = new Executor(this.store, this.#tasks, this.#concurrency, this.#owner, (event, ...args) => this.#emitSafe(event, ...args));
+    this.#executor = new Executor(
+      this.store,
+      this.#tasks,
+      this.#concurrency,
+      this.#owner,
+      (event, ...args) => this.#emitSafe(event, ...args),
+      (event) => this.listenerCount(event) > 0,
+    );
   }
 
   /** The worker-thread pool's figures; null until a module handler is defined. */
@@ -150,9 +157,9 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     await this.#ready('schedule');
     checkName(task, 'schedule.task');
     if (this.#options.strictTasks === true && !this.#tasks.has(task)) throw new UnknownTaskError(task);
-    const s = normalizeSchedule(options, 'schedule');
-    const due = await this.store.upsert({ task, uid: s.uid, spec: s.spec, first: s.first, params: s.params, enabled: s.enabled, timeout: s.timeout });
-    return { task, uid: s.uid, nextRunAt: toDate(due) };
+    const input = onceInput(task, options) ?? toInput(task, normalizeSchedule(options, 'schedule'));
+    const due = await this.store.upsert(input);
+    return { task, uid: input.uid, nextRunAt: toDate(due) };
   }
 
   /** Many schedules of one task in one store call; resolves their uids in order. */
@@ -162,10 +169,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     const items: unknown = list;
     if (!Array.isArray(items)) throw new ValidationError('scheduleMany.list', 'must be an array');
     if (this.#options.strictTasks === true && !this.#tasks.has(task)) throw new UnknownTaskError(task);
-    const inputs = (items as readonly ScheduleOptions[]).map((options, i) => {
-      const s = normalizeSchedule(options, `scheduleMany[${i}]`);
-      return { task, uid: s.uid, spec: s.spec, first: s.first, params: s.params, enabled: s.enabled, timeout: s.timeout };
-    });
+    const inputs = (items as readonly ScheduleOptions[]).map((options, i) => onceInput(task, options) ?? toInput(task, normalizeSchedule(options, `scheduleMany[${i}]`)));
     await this.store.upsertMany(inputs);
     return inputs.map((i) => i.uid);
   }
@@ -340,6 +344,10 @@ function resolveModule(handler: ModuleHandler): PooledModule {
   if (url.protocol !== 'file:') throw new ValidationError(field, `must be a file URL, got ${url.protocol}`);
   if (!existsSync(fileURLToPath(url))) throw new ValidationError(field, `no such file: ${fileURLToPath(url)}`);
   return { url: url.href, exportName };
+}
+
+function toInput(task: string, s: NormalizedSchedule): ScheduleInput {
+  return { task, uid: s.uid, spec: s.spec, first: s.first, params: s.params, enabled: s.enabled, timeout: s.timeout };
 }
 
 function toDate(ms: number | null): Date | null {

@@ -18,10 +18,18 @@ const MAX_WAIT_MS = 30_000;
 interface ActiveRun {
   readonly claim: ClaimedRun;
   readonly def: TaskDefinition;
-  readonly controller: AbortController;
+  /** Made on first use (the handler reading `signal`, a timeout, a fence): most runs never need one. */
+  controller: AbortController | undefined;
   /** Set when the lease is gone (lost, superseded, or given back at stop): never complete. */
   fenced: boolean;
   settled: Promise<void>;
+  /** Links of the executor's list of runs in progress. */
+  prev: ActiveRun | null;
+  next: ActiveRun | null;
+}
+
+function controllerOf(run: ActiveRun): AbortController {
+  return (run.controller ??= new AbortController());
 }
 
 /**
@@ -35,7 +43,15 @@ export class Executor {
   readonly #concurrency: number;
   readonly #owner: string;
   readonly #emit: Emit;
-  readonly #active = new Map<string, ActiveRun>();
+  /** Whether anyone listens to an event: the hot path builds event objects only for listeners. */
+  readonly #wants: (event: keyof SchedulerEvents) => boolean;
+  /**
+   * Runs in progress, as an intrusive list rather than a Map keyed by token: one add and one
+   * delete per run would make V8 replace the Map's hash table every few runs and chain the
+   * old tables to the new ones, so every run object would survive minor GCs (see LeaseTable).
+   */
+  #head: ActiveRun | null = null;
+  #count = 0;
   readonly #runningByTask = new Map<string, number>();
   #timer: NodeJS.Timeout | undefined;
   #armedAt = Infinity;
@@ -49,16 +65,17 @@ export class Executor {
   #completions: { completion: Completion; resolve: (s: CompletionStatus) => void; reject: (e: unknown) => void }[] = [];
   #flushing = false;
 
-  constructor(store: Store, tasks: ReadonlyMap<string, TaskDefinition>, concurrency: number, owner: string, emit: Emit) {
+  constructor(store: Store, tasks: ReadonlyMap<string, TaskDefinition>, concurrency: number, owner: string, emit: Emit, wants: (event: keyof SchedulerEvents) => boolean = () => true) {
     this.#store = store;
     this.#tasks = tasks;
     this.#concurrency = concurrency;
     this.#owner = owner;
     this.#emit = emit;
+    this.#wants = wants;
   }
 
   get running(): number {
-    return this.#active.size;
+    return this.#count;
   }
 
   start(): void {
@@ -85,7 +102,7 @@ export class Executor {
     this.#stopped = true;
     this.#unsubscribe?.();
     this.#clearTimer();
-    const all = (): Promise<unknown> => Promise.allSettled([...this.#active.values()].map((r) => r.settled));
+    const all = (): Promise<unknown> => Promise.allSettled(this.#runs().map((r) => r.settled));
     let timer: NodeJS.Timeout | undefined;
     const timedOut = await Promise.race([
       all().then(() => false),
@@ -97,9 +114,9 @@ export class Executor {
     clearTimeout(timer);
     if (timedOut) {
       const giveBack: Completion[] = [];
-      for (const run of this.#active.values()) {
+      for (const run of this.#runs()) {
         run.fenced = true;
-        run.controller.abort(new SchedkitError('ERR_STOPPED', 'the scheduler is stopping'));
+        controllerOf(run).abort(new SchedkitError('ERR_STOPPED', 'the scheduler is stopping'));
         giveBack.push({ token: run.claim.token, outcome: 'abandon', startedAt: 0, durationMs: 0 });
       }
       if (giveBack.length > 0) await this.#store.complete(giveBack).catch((err: unknown) => this.#error(err));
@@ -145,7 +162,7 @@ export class Executor {
       this.#offset = result.now - Date.now();
       for (const lost of result.lost) {
         this.#emit('run:lost', { task: lost.task, uid: lost.uid, dueAt: new Date(lost.dueAt), attempt: lost.attempt, kind: lost.kind, requeued: lost.requeued, reason: 'lease expired' });
-        const active = this.#active.get(lost.token);
+        const active = this.#find(lost.token);
         if (active !== undefined) this.#fence(active, 'lease expired');
       }
       for (const skip of result.skipped) {
@@ -166,7 +183,7 @@ export class Executor {
   }
 
   #request(): ClaimRequest | null {
-    const free = this.#concurrency - this.#active.size;
+    const free = this.#concurrency - this.#count;
     if (free <= 0) return null;
     const tasks = new Map<string, TaskPolicy>();
     for (const def of this.#tasks.values()) {
@@ -212,15 +229,17 @@ export class Executor {
   #start(claim: ClaimedRun): void {
     const def = this.#tasks.get(claim.task);
     for (const token of claim.supersedes) {
-      const prev = this.#active.get(token);
+      const prev = this.#find(token);
       if (prev !== undefined) this.#fence(prev, 'cancelled by a newer occurrence (overlap: cancel-previous)');
     }
     if (def === undefined) return; // cannot happen: we only claim defined tasks
-    const run: ActiveRun = { claim, def, controller: new AbortController(), fenced: false, settled: Promise.resolve() };
-    this.#active.set(claim.token, run);
+    const run: ActiveRun = { claim, def, controller: undefined, fenced: false, settled: Promise.resolve(), prev: null, next: this.#head };
+    if (this.#head !== null) this.#head.prev = run;
+    this.#head = run;
+    this.#count++;
     this.#runningByTask.set(claim.task, (this.#runningByTask.get(claim.task) ?? 0) + 1);
     run.settled = this.#execute(run).finally(() => {
-      this.#active.delete(claim.token);
+      this.#unlink(run);
       this.#runningByTask.set(claim.task, (this.#runningByTask.get(claim.task) ?? 1) - 1);
       this.wake();
     });
@@ -229,21 +248,27 @@ export class Executor {
   #fence(run: ActiveRun, reason: string): void {
     if (run.fenced) return;
     run.fenced = true;
-    run.controller.abort(new LeaseLostError(run.claim.task, run.claim.uid, reason));
+    controllerOf(run).abort(new LeaseLostError(run.claim.task, run.claim.uid, reason));
   }
 
   async #execute(run: ActiveRun): Promise<void> {
-    const { claim, def, controller } = run;
+    const { claim, def } = run;
     const event: RunEvent = { task: claim.task, uid: claim.uid, dueAt: new Date(claim.dueAt), attempt: claim.attempt, kind: claim.kind };
-    const ctx: RunContext = { ...event, params: claim.params, signal: controller.signal };
+    const ctx: RunContext = {
+      ...event,
+      params: claim.params,
+      get signal(): AbortSignal {
+        return controllerOf(run).signal;
+      },
+    };
     const started = Date.now();
     let timer: NodeJS.Timeout | undefined;
     const timeout = def.config.timeout;
     if (timeout !== undefined) {
-      timer = setTimeout(() => controller.abort(new RunTimeoutError(claim.task, timeout)), timeout);
+      timer = setTimeout(() => controllerOf(run).abort(new RunTimeoutError(claim.task, timeout)), timeout);
       timer.unref();
     }
-    this.#emit('run:start', { ...event, startedAt: new Date(started + this.#offset) });
+    if (this.#wants('run:start')) this.#emit('run:start', { ...event, startedAt: new Date(started + this.#offset) });
     let result: JsonValue | null = null;
     let error: Error | undefined;
     try {
@@ -254,8 +279,8 @@ export class Executor {
     } finally {
       clearTimeout(timer);
     }
-    const reason: unknown = controller.signal.reason;
-    if (error === undefined && controller.signal.aborted && reason instanceof RunTimeoutError) error = reason;
+    const reason: unknown = run.controller?.signal.reason;
+    if (error === undefined && run.controller?.signal.aborted === true && reason instanceof RunTimeoutError) error = reason;
     const durationMs = Date.now() - started;
     if (run.fenced) {
       if (error === undefined && reason instanceof Error) error = reason;
@@ -284,7 +309,7 @@ export class Executor {
       return;
     }
     if (error === undefined) {
-      this.#emit('run:success', { ...event, result, durationMs });
+      if (this.#wants('run:success')) this.#emit('run:success', { ...event, result, durationMs });
     } else {
       this.#emit('run:failure', { ...event, error, durationMs, willRetry: completion.retryAt !== undefined });
       if (completion.retryAt !== undefined) {
@@ -321,9 +346,9 @@ export class Executor {
   }
 
   async #renew(): Promise<void> {
-    if (this.#active.size === 0) return;
+    if (this.#count === 0) return;
     const byLease = new Map<number, ActiveRun[]>();
-    for (const run of this.#active.values()) {
+    for (const run of this.#runs()) {
       if (run.fenced) continue;
       const list = byLease.get(run.def.config.leaseMs) ?? [];
       list.push(run);
@@ -339,6 +364,29 @@ export class Executor {
         this.#error(err);
       }
     }
+  }
+
+  #unlink(run: ActiveRun): void {
+    if (run.prev !== null) run.prev.next = run.next;
+    else if (this.#head === run) this.#head = run.next;
+    else return; // not in the list
+    if (run.next !== null) run.next.prev = run.prev;
+    run.prev = null;
+    run.next = null;
+    this.#count--;
+  }
+
+  /** Snapshot of the runs in progress. */
+  #runs(): ActiveRun[] {
+    const out: ActiveRun[] = [];
+    for (let r = this.#head; r !== null; r = r.next) out.push(r);
+    return out;
+  }
+
+  /** The run holding `token` (a scan: only lost and superseded leases look runs up). */
+  #find(token: string): ActiveRun | undefined {
+    for (let r = this.#head; r !== null; r = r.next) if (r.claim.token === token) return r;
+    return undefined;
   }
 
   #minLease(): number {

@@ -66,6 +66,50 @@ interface Lease {
   expiresAt: number;
 }
 
+/**
+ * Leases by token without a `Map`. A token starts with its lease's index in `#items`
+ * (`"12.<uuid>"`), so a lookup is an array read plus a string compare, and an index is reused
+ * once its lease is gone. Why not a Map: one lease is added and deleted per run, and V8 links
+ * every hash table a Map outgrows or compacts to its successor (for live iterators); once one
+ * of them is promoted, the whole chain and every lease and run it references survive minor
+ * GCs until the next full GC (measured: ~1.6 KB promoted per run at 10k runs/s, 4-14 ms
+ * scavenges, p99 fire lateness 10-17 ms).
+ */
+class LeaseTable {
+  #items: (Lease | undefined)[] = [];
+  #free: number[] = [];
+
+  /** Live leases at their indexes, `undefined` in free ones. Deleting while looping is fine. */
+  get items(): readonly (Lease | undefined)[] {
+    return this.#items;
+  }
+
+  /** Adds the lease `make` builds around a fresh token. */
+  add(make: (token: string) => Lease): Lease {
+    const index = this.#free.pop() ?? this.#items.length;
+    const lease = make(`${index}.${randomUUID()}`);
+    this.#items[index] = lease;
+    return lease;
+  }
+
+  get(token: string): Lease | undefined {
+    const lease = this.#items[parseInt(token, 10)];
+    return lease !== undefined && lease.token === token ? lease : undefined;
+  }
+
+  delete(lease: Lease): void {
+    const index = parseInt(lease.token, 10);
+    if (this.#items[index] !== lease) return;
+    this.#items[index] = undefined;
+    this.#free.push(index);
+  }
+
+  clear(): void {
+    this.#items = [];
+    this.#free = [];
+  }
+}
+
 const ONCE: ScheduleSpec = Object.freeze({ kind: 'once' });
 /** `run-all` never queues more than this many catch-up occurrences at once. */
 export const MAX_CATCHUP = 1000;
@@ -82,7 +126,7 @@ export class MemoryStore implements Store {
   readonly #index = new SlotIndex(this.#table);
   readonly #queues = new Map<string, TaskQueue>();
   readonly #queueById: TaskQueue[] = [];
-  readonly #leases = new Map<string, Lease>();
+  readonly #leases = new LeaseTable();
   readonly #locks = new Map<string, { token: string; expiresAt: number }>();
   readonly #listeners = new Set<(dueAt: number) => void>();
   readonly #clock: () => number;
@@ -492,20 +536,19 @@ export class MemoryStore implements Store {
     const meta = this.#meta(slot);
     const supersedes: string[] = [];
     if (meta.running > 0 && policy.overlap === 'cancel-previous') {
-      for (const lease of this.#leases.values()) {
-        if (lease.slot === slot && lease.gen === t.gen[slot]) {
-          this.#leases.delete(lease.token);
+      for (const lease of this.#leases.items) {
+        if (lease !== undefined && lease.slot === slot && lease.gen === t.gen[slot]) {
+          this.#leases.delete(lease);
           meta.running--;
           pushHistory(meta, { dueAt: lease.dueAt, attempt: lease.attempt, kind: lease.kind, outcome: 'lost', startedAt: lease.startedAt, finishedAt: now, durationMs: now - lease.startedAt, error: 'cancelled by a newer occurrence (overlap: cancel-previous)' });
           supersedes.push(lease.token);
         }
       }
     }
-    const token = randomUUID();
     const task = this.#queueById[t.task[slot] as number]?.name as string;
     const uid = t.uid[slot] as string;
-    const lease: Lease = { token, slot, gen: t.gen[slot] as number, task, uid, dueAt, attempt, kind, maxAttempts: policy.attempts, startedAt: now, expiresAt: now + policy.leaseMs };
-    this.#leases.set(token, lease);
+    const lease = this.#leases.add((token) => ({ token, slot, gen: t.gen[slot] as number, task, uid, dueAt, attempt, kind, maxAttempts: policy.attempts, startedAt: now, expiresAt: now + policy.leaseMs }));
+    const token = lease.token;
     meta.running++;
     meta.lastExecutedAt = now;
     meta.attempts = attempt;
@@ -514,9 +557,9 @@ export class MemoryStore implements Store {
 
   #expireLeases(now: number): LostLease[] {
     const lost: LostLease[] = [];
-    for (const lease of this.#leases.values()) {
-      if (lease.expiresAt > now) continue;
-      this.#leases.delete(lease.token);
+    for (const lease of this.#leases.items) {
+      if (lease === undefined || lease.expiresAt > now) continue;
+      this.#leases.delete(lease);
       const t = this.#table;
       if (lease.gen !== t.gen[lease.slot]) continue;
       const meta = this.#meta(lease.slot);
@@ -546,7 +589,7 @@ export class MemoryStore implements Store {
       const occ = q.extra.peek();
       if (occ !== undefined) next = Math.min(next, occ.at);
     }
-    for (const lease of this.#leases.values()) next = Math.min(next, lease.expiresAt);
+    for (const lease of this.#leases.items) if (lease !== undefined) next = Math.min(next, lease.expiresAt);
     return next === Infinity ? null : next;
   }
 
@@ -568,7 +611,7 @@ export class MemoryStore implements Store {
     const out = completions.map((c): CompletionStatus => {
       const lease = this.#leases.get(c.token);
       if (lease === undefined || lease.expiresAt <= now) return 'lease-lost';
-      this.#leases.delete(c.token);
+      this.#leases.delete(lease);
       if (lease.gen !== t.gen[lease.slot]) return 'ok'; // schedule replaced or removed meanwhile
       const meta = this.#meta(lease.slot);
       const q = this.#queueById[t.task[lease.slot] as number] as TaskQueue;
