@@ -136,6 +136,12 @@ export class Executor {
     this.#claiming = true;
     void this.#claimLoop().finally(() => {
       this.#claiming = false;
+      // A notification that came after the loop's last check, but before this point, only
+      // set #again: honour it, or that wake-up would wait for the next timer (up to 30 s).
+      if (this.#again) {
+        this.#again = false;
+        this.wake();
+      }
     });
   }
 
