@@ -44,3 +44,24 @@ export function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => 
   const promise = new Promise<T>((r) => (resolve = r));
   return { promise, resolve };
 }
+
+/**
+ * Runs `code` as an ES module in a child `node` and resolves its exit code and combined
+ * output; a child still alive after `killAfterMs` is killed (exit code null), so a process
+ * that does not exit by itself fails the test instead of hanging it.
+ */
+export async function runModule(code: string, options: { cwd?: URL | string; killAfterMs?: number } = {}): Promise<{ code: number | null; out: string }> {
+  const { spawn } = await import('node:child_process');
+  const child = spawn(process.execPath, ['--input-type=module', '-e', code], { cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  const exit = await new Promise<number | null>((resolve) => {
+    const killer = setTimeout(() => child.kill('SIGKILL'), options.killAfterMs ?? 20_000);
+    child.on('exit', (c) => {
+      clearTimeout(killer);
+      resolve(c);
+    });
+  });
+  return { code: exit, out };
+}

@@ -3,36 +3,12 @@
  * MemoryStore: the registry's push/pop contract, leased pops, long polls, management
  * routes, errors and security.
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import { MemoryStore, Scheduler } from '../src/index.js';
-import { createServer, type SchedkitServer, type ServerOptions } from '../src/http/server.js';
+import { describe, expect, it } from 'vitest';
+import { Scheduler } from '../src/index.js';
+import { createServer } from '../src/http/server.js';
+import { serviceTracker, type Harness } from './service-harness.js';
 
-interface Harness {
-  readonly url: string;
-  readonly scheduler: Scheduler;
-  readonly store: MemoryStore;
-  readonly server: SchedkitServer;
-}
-
-const open: Harness[] = [];
-
-async function start(options: Partial<ServerOptions> = {}): Promise<Harness> {
-  const store = new MemoryStore();
-  const scheduler = new Scheduler({ store });
-  await scheduler.start({ execute: false });
-  const server = createServer({ scheduler, port: 0, ...options });
-  const url = await server.listen();
-  const h = { url, scheduler, store, server };
-  open.push(h);
-  return h;
-}
-
-afterEach(async () => {
-  for (const h of open.splice(0)) {
-    await h.server.close();
-    await h.scheduler.stop();
-  }
-});
+const start = serviceTracker();
 
 interface Res {
   status: number;

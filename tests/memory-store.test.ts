@@ -1,10 +1,9 @@
-import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { MemoryStore, StoreError, type RunContext } from '../src/index.js';
-import { schedulerTracker, sleep, waitFor } from './helpers.js';
+import { runModule, schedulerTracker, sleep, waitFor } from './helpers.js';
 
 describe('MemoryStore', () => {
   const track = schedulerTracker();
@@ -166,17 +165,7 @@ describe('MemoryStore', () => {
       await s.stop();
       console.log('stopped');
     `;
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    const code = await new Promise<number | null>((resolve) => {
-      const killer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-      child.on('exit', (c) => {
-        clearTimeout(killer);
-        resolve(c);
-      });
-    });
+    const { code, out } = await runModule(script, { killAfterMs: 15_000 });
     expect(out).toContain('stopped');
     expect(code).toBe(0);
   });

@@ -4,38 +4,15 @@
  * live state, the text parses, each server has its own registry, and the token guards it.
  */
 import { register as globalRegistry } from 'prom-client';
-import { afterEach, describe, expect, it } from 'vitest';
-import { MemoryStore, Scheduler } from '../src/index.js';
-import { createServer, type SchedkitServer, type ServerOptions } from '../src/http/server.js';
+import { describe, expect, it } from 'vitest';
+import { Scheduler } from '../src/index.js';
+import { createServer, type ServerOptions } from '../src/http/server.js';
+import { serviceTracker, type Harness } from './service-harness.js';
 import { deferred, sleep, waitFor } from './helpers.js';
 
-interface Harness {
-  readonly url: string;
-  readonly scheduler: Scheduler;
-  readonly server: SchedkitServer;
-}
-
-const open: Harness[] = [];
-
+const startService = serviceTracker();
 /** A started scheduler (executing the tasks `define` adds) behind a server on 127.0.0.1:0. */
-async function start(options: Partial<ServerOptions> = {}, define: (s: Scheduler) => void = () => undefined): Promise<Harness> {
-  const scheduler = new Scheduler({ store: new MemoryStore() });
-  scheduler.on('error', () => undefined);
-  define(scheduler);
-  await scheduler.start();
-  const server = createServer({ scheduler, port: 0, ...options });
-  const url = await server.listen();
-  const h = { url, scheduler, server };
-  open.push(h);
-  return h;
-}
-
-afterEach(async () => {
-  for (const h of open.splice(0)) {
-    await h.server.close();
-    await h.scheduler.stop({ timeout: 1000 });
-  }
-});
+const start = (options: Partial<ServerOptions> = {}, define: (s: Scheduler) => void = () => undefined) => startService(options, { execute: true, define });
 
 async function call(h: Harness, method: string, path: string, json?: unknown, headers: Record<string, string> = {}): Promise<Response> {
   const init: RequestInit = { method, headers: { ...headers } };

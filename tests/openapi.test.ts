@@ -4,35 +4,11 @@
  * schemas' fields match the library's option types, and the token guards the document.
  */
 import { readFileSync } from 'node:fs';
-import { afterEach, describe, expect, it } from 'vitest';
-import { MemoryStore, Scheduler } from '../src/index.js';
-import { createServer, type SchedkitServer, type ServerOptions } from '../src/http/server.js';
+import { describe, expect, it } from 'vitest';
+import { serviceTracker, type Harness } from './service-harness.js';
 import type { ScheduleOptions, UpdateOptions } from '../src/types.js';
 
-interface Harness {
-  readonly url: string;
-  readonly scheduler: Scheduler;
-  readonly server: SchedkitServer;
-}
-
-const open: Harness[] = [];
-
-async function start(options: Partial<ServerOptions> = {}): Promise<Harness> {
-  const scheduler = new Scheduler({ store: new MemoryStore() });
-  await scheduler.start({ execute: false });
-  const server = createServer({ scheduler, port: 0, ...options });
-  const url = await server.listen();
-  const h = { url, scheduler, server };
-  open.push(h);
-  return h;
-}
-
-afterEach(async () => {
-  for (const h of open.splice(0)) {
-    await h.server.close();
-    await h.scheduler.stop();
-  }
-});
+const start = serviceTracker();
 
 interface Schema {
   type?: string | string[];

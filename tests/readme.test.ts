@@ -1,6 +1,6 @@
-import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
+import { runModule } from './helpers.js';
 
 /**
  * Keeps the README's first example true: it runs exactly as written from the repository root,
@@ -12,17 +12,7 @@ describe('README', () => {
     const block = /```js\n([\s\S]*?)```/.exec(readme)?.[1];
     expect(block).toBeDefined();
     const root = new URL('..', import.meta.url);
-    const child = spawn(process.execPath, ['--input-type=module', '-e', block as string], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    const exit = await new Promise<number | null>((resolve) => {
-      const killer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-      child.on('exit', (c) => {
-        clearTimeout(killer);
-        resolve(c);
-      });
-    });
+    const { code: exit, out } = await runModule(block as string, { cwd: root });
     expect(out).toContain('email to a@b.c, attempt 1');
     expect(out).toMatch(/poll due \d{4}-/);
     expect(out).toMatch(/p1 ran \d+ times, next at \d{4}-/);
