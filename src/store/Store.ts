@@ -217,6 +217,11 @@ export interface Store {
    * Resolves the due time of its first occurrence (null when it never fires).
    */
   upsert(input: ScheduleInput): Promise<number | null>;
+  /**
+   * Optional capability of in-process stores: `upsert` done synchronously, returning the due
+   * time. The scheduler uses it to skip a promise per schedule on its hot path.
+   */
+  upsertNow?(input: ScheduleInput): number | null;
   /** Many upserts in one call (one round trip where the store can). */
   upsertMany(inputs: readonly ScheduleInput[]): Promise<void>;
   /** Removes a schedule and its pending occurrences; running runs finish but change nothing. */

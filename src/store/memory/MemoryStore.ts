@@ -257,9 +257,13 @@ export class MemoryStore implements Store {
   // ---------------------------------------------------------------- schedules
 
   upsert(input: ScheduleInput): Promise<number | null> {
+    return Promise.resolve(this.upsertNow(input));
+  }
+
+  upsertNow(input: ScheduleInput): number | null {
     const slot = this.#upsert(input, this.#clock());
     const due = this.#table.due[slot] as number;
-    return Promise.resolve(Number.isNaN(due) ? null : due);
+    return Number.isNaN(due) ? null : due;
   }
 
   upsertMany(inputs: readonly ScheduleInput[]): Promise<void> {
