@@ -128,7 +128,8 @@ export class MemoryStore implements Store {
   readonly #queueById: TaskQueue[] = [];
   readonly #leases = new LeaseTable();
   readonly #locks = new Map<string, { token: string; expiresAt: number }>();
-  readonly #listeners = new Set<(dueAt: number) => void>();
+  /** An array, not a Set: #notify runs on every upsert and must not allocate an iterator. */
+  #listeners: ((dueAt: number) => void)[] = [];
   readonly #clock: () => number;
   readonly #file: string | undefined;
   readonly #persistMs: number;
@@ -669,12 +670,15 @@ export class MemoryStore implements Store {
   }
 
   subscribe(listener: (dueAt: number) => void): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
+    this.#listeners = [...this.#listeners, listener];
+    return () => {
+      this.#listeners = this.#listeners.filter((l) => l !== listener);
+    };
   }
 
   #notify(dueAt: number): void {
-    for (const listener of this.#listeners) listener(dueAt);
+    const listeners = this.#listeners;
+    for (let i = 0; i < listeners.length; i++) (listeners[i] as (dueAt: number) => void)(dueAt);
   }
 
   // ---------------------------------------------------------------- locks
