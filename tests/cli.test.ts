@@ -4,21 +4,28 @@
  * `npm test` builds first; run `npm run build` before running this file alone.
  */
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const bin = join(root, 'dist', 'cli', 'main.js');
+// A private copy of dist/ (inside node_modules/.cache, so it resolves the dependencies):
+// a concurrent `npm run build` cannot pull the CLI away mid-test.
+const copy = join(root, 'node_modules', '.cache', `schedkit-cli-${randomUUID()}`);
+const bin = join(copy, 'dist', 'cli', 'main.js');
 const version = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version;
 
 let dir: string;
 const children = new Set<ChildProcessWithoutNullStreams>();
 
 beforeAll(() => {
-  if (!existsSync(bin)) throw new Error(`${bin} is missing: run \`npm run build\` first (npm test does)`);
+  if (!existsSync(join(root, 'dist', 'cli', 'main.js'))) throw new Error('dist/cli/main.js is missing: run `npm run build` first (npm test does)');
+  mkdirSync(copy, { recursive: true });
+  cpSync(join(root, 'dist'), join(copy, 'dist'), { recursive: true });
+  cpSync(join(root, 'package.json'), join(copy, 'package.json'));
   dir = mkdtempSync(join(tmpdir(), 'schedkit-cli-'));
 });
 
@@ -29,6 +36,7 @@ afterEach(() => {
 
 afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
+  rmSync(copy, { recursive: true, force: true });
 });
 
 /** A clean environment: no SCHEDKIT_* from the developer's shell leaks in. */

@@ -1,15 +1,15 @@
 /**
  * `schedkit serve`: the HTTP service on the embedded store, persisted to a file so
- * schedules survive restarts. Shuts down gracefully on SIGTERM / SIGINT.
+ * schedules survive restarts, or on Redis (`--store redis://…`, `--cluster`). Shuts down
+ * gracefully on SIGTERM / SIGINT.
  */
-import { resolve } from 'node:path';
 import { pino } from 'pino';
 import { createServer } from '../http/server.js';
 import { Scheduler } from '../scheduler.js';
-import { MemoryStore } from '../store/memory/MemoryStore.js';
+import { openStore, type StoreSpec } from './store.js';
 
 export interface ServeOptions {
-  readonly data: string;
+  readonly store: StoreSpec;
   readonly host: string;
   readonly port: number;
   readonly token: string | undefined;
@@ -25,20 +25,20 @@ const SHUTDOWN_TIMEOUT_MS = 35_000;
  */
 export async function serve(opts: ServeOptions): Promise<void> {
   const logger = pino({ name: 'schedkit', level: opts.logLevel }, pino.destination({ dest: 2, sync: true }));
-  const file = resolve(opts.data);
-  const scheduler = new Scheduler({ store: new MemoryStore({ file }) });
+  const { store, description } = openStore(opts.store);
+  const scheduler = new Scheduler({ store });
   scheduler.on('error', (err) => logger.error({ err }, 'scheduler error'));
   // Validates host/token before anything is opened.
   const server = createServer({ scheduler, token: opts.token, host: opts.host, port: opts.port, logger, processMetrics: true });
-  await scheduler.start({ execute: false });
   let url: string;
   try {
+    await scheduler.start({ execute: false });
     url = await server.listen();
   } catch (err) {
     await scheduler.stop().catch(() => undefined);
     throw err;
   }
-  process.stdout.write(`schedkit listening on ${url} (data: ${file})\n`);
+  process.stdout.write(`schedkit listening on ${url} (${description})\n`);
 
   let stopping = false;
   const shutdown = (signal: NodeJS.Signals): void => {
@@ -62,7 +62,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
         logger.error({ err }, 'closing the HTTP server failed');
       }
       try {
-        await scheduler.stop(); // persists the registry
+        await scheduler.stop(); // persists the embedded store's file
       } catch (err) {
         code = 1;
         logger.error({ err }, 'stopping the scheduler failed (the data file may be stale)');
