@@ -51,6 +51,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   #executing = false;
   #pool: WorkerPool | undefined;
   #lastTask: string | undefined;
+  #keepAlive: NodeJS.Timeout | undefined;
   readonly #poolOptions: PoolOptions;
 
   constructor(options: SchedulerOptions = {}) {
@@ -126,7 +127,12 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     await this.#open();
     this.#state = 'started';
     this.#executing = opts['execute'] !== false;
-    if (this.#executing) this.#executor.start();
+    if (this.#executing) {
+      this.#executor.start();
+      // Every timer is unref'd; this one ref'd handle keeps an executing scheduler's process
+      // alive until stop(), as a listening server would (start({ keepAlive: false }) opts out).
+      if (opts['keepAlive'] !== false) this.#keepAlive = setInterval(() => undefined, 2 ** 30);
+    }
     this.#emitSafe('start');
   }
 
@@ -137,6 +143,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     const timeout = parseDuration(opts['timeout'] ?? '30s', 'stop.timeout');
     this.#state = 'stopping';
     try {
+      clearInterval(this.#keepAlive);
+      this.#keepAlive = undefined;
       await this.#executor.stop(timeout);
       this.#executing = false;
       // Runs that outlasted the timeout were aborted (pooled ones terminated) by the executor.

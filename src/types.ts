@@ -153,6 +153,11 @@ export interface SchedulerOptions {
 export interface StartOptions {
   /** Run due occurrences in this process. Default true; false makes a producer only. */
   execute?: boolean;
+  /**
+   * An executing scheduler keeps the process alive until `stop()` (its timers are unref'd;
+   * one ref'd handle holds the process, as a listening server would). Default true.
+   */
+  keepAlive?: boolean;
 }
 
 export interface StopOptions {

@@ -152,6 +152,25 @@ describe('MemoryStore', () => {
     }
   });
 
+  it('an executing scheduler keeps its process alive until stop(); keepAlive: false does not', async () => {
+    const script = (keepAlive: boolean) => `
+      import { Scheduler } from ${JSON.stringify(new URL('../dist/index.js', import.meta.url).href)};
+      const s = new Scheduler();
+      s.define('t', async () => {
+        console.log('ran');
+        await s.stop();
+      });
+      await s.start({ keepAlive: ${keepAlive} });
+      await s.schedule('t', { uid: 'later', in: 300 });
+    `;
+    const kept = await runModule(script(true), { killAfterMs: 15_000 });
+    expect(kept.out).toContain('ran');
+    expect(kept.code).toBe(0);
+    const notKept = await runModule(script(false), { killAfterMs: 15_000 });
+    expect(notKept.out).not.toContain('ran'); // nothing held the process for the run
+    expect(notKept.code).toBe(0);
+  });
+
   it('a process exits by itself after stop() (nothing left holding it open)', async () => {
     const script = `
       import { Scheduler, MemoryStore } from ${JSON.stringify(new URL('../dist/index.js', import.meta.url).href)};
