@@ -103,9 +103,22 @@ describe('/metrics', () => {
       schedkit_run_lateness_seconds: 'histogram',
       schedkit_lease_losses_total: 'counter',
       schedkit_runs_running: 'gauge',
+      schedkit_pool_workers: 'gauge',
+      schedkit_pool_queue_length: 'gauge',
       schedkit_http_leases_held: 'gauge',
       schedkit_queue_depth: 'gauge',
     });
+  });
+
+  it('reports the worker-thread pool: size, alive and busy threads, queue length', async () => {
+    const h = await start({}, (s) => s.define('pooled', { module: new URL('./fixtures/pool-jobs.mjs', import.meta.url), export: 'slow' }));
+    expect(await metric(h, 'schedkit_pool_workers', { state: 'size' })).toBe(0); // the pool is made when the first pooled run needs it
+    expect((await call(h, 'PUT', '/api/tasks/pooled/a', { in: 0, params: { ms: 1500 } })).status).toBe(200);
+    await waitFor(async () => (await metric(h, 'schedkit_pool_workers', { state: 'busy' })) === 1, 'a busy pool thread');
+    expect(await metric(h, 'schedkit_pool_workers', { state: 'alive' })).toBe(1);
+    expect(await metric(h, 'schedkit_pool_workers', { state: 'size' })).toBeGreaterThanOrEqual(1);
+    expect(await metric(h, 'schedkit_pool_queue_length')).toBe(0);
+    await waitFor(async () => (await metric(h, 'schedkit_pool_workers', { state: 'busy' })) === 0, 'the pooled run to finish');
   });
 
   it('counts in-process runs by outcome and observes their lateness', async () => {

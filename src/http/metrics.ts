@@ -81,6 +81,26 @@ export class ServiceMetrics implements QueueObserver {
       },
     });
     new Gauge({
+      name: 'schedkit_pool_workers',
+      help: 'Worker threads of the pool for module handlers: size (at most), alive, busy. All 0 before a module handler is defined.',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const pool = scheduler.pool;
+        this.set({ state: 'size' }, pool?.size ?? 0);
+        this.set({ state: 'alive' }, pool?.threads ?? 0);
+        this.set({ state: 'busy' }, pool?.busy ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'schedkit_pool_queue_length',
+      help: 'Pooled runs waiting for a free worker thread.',
+      registers,
+      collect() {
+        this.set(scheduler.pool?.queued ?? 0);
+      },
+    });
+    new Gauge({
       name: 'schedkit_http_leases_held',
       help: 'Leased pops handed to HTTP workers by this server and not yet acknowledged, failed or expired.',
       registers,
