@@ -4,6 +4,8 @@
  *
  *   1) far:      N one-shots due ~1 h ahead: time to schedule, retained bytes per schedule.
  *   2) lateness: 30,000 one-shots spread over 3 s (10,000 fires/s): fire time - due time.
+ *   3) Redis:    schedkit RedisStore against BullMQ on one fresh redis-server (bench/redis.mjs;
+ *                BENCH_REDIS=0 skips it).
  *
  * Prints a table with ratios against schedkit, checks schedkit's targets, and writes
  * bench/results/latest.json. Tunable through env (defaults in CONFIG); for A/B runs,
@@ -21,6 +23,7 @@ import os from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PEERS, SCHEDKIT_PEERS, FAR_MS, BATCH } from './peers.mjs';
+import { runRedisBench } from './redis.mjs';
 import { fmt, fmtInt, median, renderTable } from './stats.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -331,3 +334,25 @@ writeFileSync(jsonPath, `${JSON.stringify(report, null, 2)}\n`);
 out.push(`results: ${relative(process.cwd(), jsonPath)} (${fmt(report.meta.durationS, 0)} s in all)`);
 process.stdout.write(`${out.join('\n')}\n`);
 if (failures.length > 0) process.exitCode = 1;
+
+// ------------------------------------------------------------------ Redis (BENCH_REDIS=0 skips)
+
+if (process.env.BENCH_REDIS !== '0') {
+  const redis = await runRedisBench();
+  if (redis.failures.length > 0) process.exitCode = 1;
+}
+
+// ------------------------------------------------------------------ HTTP worker API (bench/http.mjs; BENCH_HTTP=0 skips)
+
+if (process.env.BENCH_HTTP !== '0') {
+  const { runHttpBench } = await import('./http.mjs');
+  const httpReport = await runHttpBench();
+  if (httpReport.failures.length > 0) process.exitCode = 1;
+}
+
+// ------------------------------------------------------------------ worker-thread pool overhead (bench/pool.mjs; BENCH_POOL=0 skips)
+
+if (process.env.BENCH_POOL !== '0') {
+  process.stdout.write('\n');
+  await import('./pool.mjs');
+}

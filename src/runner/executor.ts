@@ -63,6 +63,8 @@ export class Executor {
   /** Store clock minus local clock, from the latest claim. */
   #offset = 0;
   #completions: { completion: Completion; resolve: (s: CompletionStatus) => void; reject: (e: unknown) => void }[] = [];
+  /** Runs whose handler is done and whose completion the store has not answered yet (they still hold their slot). */
+  #completing = 0;
   #flushing = false;
 
   constructor(store: Store, tasks: ReadonlyMap<string, TaskDefinition>, concurrency: number, owner: string, emit: Emit, wants: (event: keyof SchedulerEvents) => boolean = () => true) {
@@ -148,6 +150,12 @@ export class Executor {
   async #claimLoop(): Promise<void> {
     do {
       this.#again = false;
+      if (this.#count > this.#concurrency - this.#count && this.#completing < this.#count) {
+        // Nearly full: runs started in this turn may be about to finish. Let them reach their
+        // completion first, so #request sees those slots coming and claims once with them.
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        if (this.#stopped) return;
+      }
       const request = this.#request();
       if (request === null) return; // at capacity or nothing defined: a finishing run wakes us
       let result;
@@ -191,6 +199,10 @@ export class Executor {
   #request(): ClaimRequest | null {
     const free = this.#concurrency - this.#count;
     if (free <= 0) return null;
+    // More slots are about to free up (completions on their way) than are free: claim once
+    // they have, in one bigger batch, rather than a few now and the rest one round trip later.
+    // Each of those runs wakes us when it settles.
+    if (this.#completing > free) return null;
     const tasks = new Map<string, TaskPolicy>();
     for (const def of this.#tasks.values()) {
       const c = def.config;
@@ -304,11 +316,14 @@ export class Executor {
       completion = { token: claim.token, outcome: 'failure', error: error.message, startedAt, durationMs, retryAt };
     }
     let status: CompletionStatus;
+    this.#completing++;
     try {
       status = await this.#complete(completion);
     } catch (err) {
       this.#error(err);
       return;
+    } finally {
+      this.#completing--;
     }
     if (status === 'lease-lost') {
       this.#emit('run:lost', { ...event, requeued: false, reason: 'lease lost before completion' });

@@ -67,6 +67,25 @@ const CLOCK_MARGIN_MS = 5000;
  * partition first. Leases and new due times of other partitions are seen at the next probe.
  */
 const BACKLOG_HINT_MS = 250;
+/**
+ * Between probes, the per-partition next due times a claim learned stand in for probing
+ * every partition: only partitions due by now (+ PROBE_SLACK_MS) are asked. Anything that
+ * can make a partition due earlier publishes a wake-up (upsert, update, trigger, retry,
+ * release of held-back runs; lease expiry is in the next due time), and every wake-up
+ * notification, resubscription or failure drops what we know, so the next claim probes
+ * all partitions again; so does age (PROBE_CACHE_MS), and so does a store nobody listens to.
+ */
+const PROBE_CACHE_MS = 1000;
+const PROBE_SLACK_MS = 1;
+
+interface KnownDue {
+  readonly key: string;
+  readonly at: number;
+  /** #epoch when the claim that learned it began: any notification since makes it void. */
+  readonly epoch: number;
+  /** Per partition: next due time, null = nothing pending. */
+  readonly nextDue: (number | null)[];
+}
 
 interface ClaimHint {
   readonly key: string;
@@ -114,6 +133,11 @@ export class RedisStore implements Store {
   #offset = 0;
   #rotation = 0;
   #hint: ClaimHint | undefined;
+  #known: KnownDue | undefined;
+  /** Counts wake-up notifications and resubscriptions (see KnownDue). */
+  #epoch = 0;
+  /** Subscribe confirmations of the current connection's wake-up subscribers. */
+  #subscribed = 0;
 
   constructor(options: RedisStoreOptions = {}) {
     const targets = ['url', 'client', 'instances', 'cluster'].filter((k) => options[k as keyof RedisStoreOptions] !== undefined);
@@ -164,6 +188,8 @@ export class RedisStore implements Store {
   async #connect(): Promise<void> {
     const conn = new Connections(this.#options);
     this.#conn = conn;
+    this.#known = undefined;
+    this.#subscribed = 0;
     try {
       await conn.connect();
       const want = String(this.#keys.partitions);
@@ -431,6 +457,18 @@ export class RedisStore implements Store {
       const hint = this.#hint;
       this.#hint = undefined;
       const backlog = hint !== undefined && hint.key === key && Date.now() - hint.at < BACKLOG_HINT_MS;
+      const known = this.#known;
+      this.#known = undefined;
+      const epoch = this.#epoch;
+      const useKnown =
+        !backlog &&
+        known !== undefined &&
+        known.key === key &&
+        known.epoch === epoch &&
+        Date.now() - known.at < PROBE_CACHE_MS &&
+        this.#listeners.size > 0 &&
+        this.#subscribed >= this.#c().shards.length;
+      const failed = new Set<number>();
       const counts: (number[] | undefined)[] = backlog ? hint.counts.slice() : new Array<number[] | undefined>(P);
       const nextDue: (number | null)[] = backlog ? hint.nextDue.slice() : new Array<number | null>(P).fill(null);
       let refills: Refill[] = [];
@@ -449,6 +487,7 @@ export class RedisStore implements Store {
               failures++;
               firstError ??= err;
               counts[p] = undefined;
+              failed.add(p);
               return;
             }
             now = Math.max(now, r.now);
@@ -469,7 +508,38 @@ export class RedisStore implements Store {
       };
 
       if (!backlog) {
-        await round(new Map(order.map((p) => [p, zero.slice()])));
+        let probe = order;
+        if (useKnown) {
+          const horizon = this.#estimate() + PROBE_SLACK_MS;
+          probe = order.filter((p) => {
+            const due = known.nextDue[p] ?? null;
+            if (due !== null && due <= horizon) return true;
+            nextDue[p] = due;
+            return false;
+          });
+        }
+        if (useKnown && probe.length > 0) {
+          // The partitions known to be due: claim from them straight away, the budget split
+          // between them (their answers count what is left for the rounds below).
+          const alloc = new Map<number, number[]>();
+          const k = probe.length;
+          const total = left;
+          probe.forEach((p, j) => {
+            let share = Math.floor(total / k) + (j < total % k ? 1 : 0);
+            const limits = zero.slice();
+            for (let i = 0; i < tasks.length && share > 0; i++) {
+              const give = Math.min(taskLeft[i] as number, share);
+              limits[i] = give;
+              taskLeft[i] = (taskLeft[i] as number) - give;
+              left -= give;
+              share -= give;
+            }
+            alloc.set(p, limits);
+          });
+          await round(alloc);
+        } else if (probe.length > 0) {
+          await round(new Map(probe.map((p) => [p, zero.slice()])));
+        }
         if (failures === P) throw firstError;
       }
       for (let r = 0; r < CLAIM_ROUNDS; r++) {
@@ -498,6 +568,8 @@ export class RedisStore implements Store {
       }
       if (refills.length > 0) await this.#refill(refills, request.tasks, now);
       if (left <= 0 && runs.length > 0) this.#hint = { key, at: Date.now(), counts, nextDue };
+      // Only what this claim probed (or knew, still valid) and claimed: not a backlog hint's older counts.
+      if (failures === 0 && !backlog) this.#known = { key, at: useKnown ? known.at : Date.now(), epoch, nextDue: nextDue.slice() };
       if (now === 0) now = this.#estimate();
       else this.#observe(now);
       let next: number | null = null;
@@ -640,10 +712,17 @@ export class RedisStore implements Store {
     conn.subscribe(
       this.#keys.channel,
       (message) => {
+        this.#known = undefined;
+        this.#epoch++;
         const dueAt = Number(message);
         if (Number.isFinite(dueAt)) notify(dueAt);
       },
-      () => notify(this.#estimate()),
+      () => {
+        this.#known = undefined;
+        this.#epoch++;
+        if (this.#conn === conn) this.#subscribed++;
+        notify(this.#estimate());
+      },
     );
   }
 

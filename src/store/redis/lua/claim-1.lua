@@ -66,6 +66,44 @@ end
 
 -- ------------------------------------------------------------------ helpers
 
+-- Leases granted by this call are written to B:l and B:L in bulk at the end (flush_leases,
+-- before anything reads them); until then a run cancelled in this same call (overlap
+-- cancel-previous) is taken out of these instead.
+local new_tokens, new_info, new_exp = {}, {}, {}
+local function flush_leases()
+  local info, exps = {}, {}
+  for _, token in ipairs(new_tokens) do
+    if new_info[token] then
+      info[#info + 1] = token
+      info[#info + 1] = new_info[token]
+      exps[#exps + 1] = new_exp[token]
+      exps[#exps + 1] = token
+      if #info >= 1000 then
+        redis.call('HSET', LEASE_INFO, unpack(info))
+        redis.call('ZADD', LEASES, unpack(exps))
+        info, exps = {}, {}
+      end
+    end
+  end
+  if #info > 0 then
+    redis.call('HSET', LEASE_INFO, unpack(info))
+    redis.call('ZADD', LEASES, unpack(exps))
+  end
+  new_tokens, new_info, new_exp = {}, {}, {}
+end
+
+-- One-shots taken off a task's due set, removed in one call per batch read (flush_done
+-- runs before the set is read again).
+local done_key, done_members = nil, {}
+local function flush_done()
+  if #done_members > 0 then
+    for from = 1, #done_members, 1000 do
+      redis.call('ZREM', done_key, unpack(done_members, from, math.min(#done_members, from + 999)))
+    end
+  end
+  done_key, done_members = nil, {}
+end
+
 -- Leases an occurrence. `s` is the schedule's state read by the caller: ru, tk, p (and
 -- claimed = true for a one-shot's scheduled occurrence).
 local function lease(task, pol, enc, gen, due_at, attempt, kind, s)
@@ -74,9 +112,14 @@ local function lease(task, pol, enc, gen, due_at, attempt, kind, s)
   local supersedes = {}
   if pol.overlap == 'cancel-previous' and ru > 0 and tk then
     for token in string.gmatch(tk, '%S+') do
-      local v = redis.call('HGET', LEASE_INFO, token)
-      redis.call('HDEL', LEASE_INFO, token)
-      redis.call('ZREM', LEASES, token)
+      local v = new_info[token]
+      if v then
+        new_info[token] = nil
+      else
+        v = redis.call('HGET', LEASE_INFO, token)
+        redis.call('HDEL', LEASE_INFO, token)
+        redis.call('ZREM', LEASES, token)
+      end
       if v then
         local l = parse_lease(v)
         ru = ru - 1
@@ -90,8 +133,9 @@ local function lease(task, pol, enc, gen, due_at, attempt, kind, s)
   counter = counter + 1
   local token = partition .. '.' .. nonce .. '.' .. counter
   local exp = now + pol.lease
-  redis.call('HSET', LEASE_INFO, token, gen .. '|' .. fmt(due_at) .. '|' .. fmt(attempt) .. '|' .. kind .. '|' .. fmt(pol.attempts) .. '|' .. snow .. '|' .. enc)
-  redis.call('ZADD', LEASES, fmt(exp), token)
+  new_tokens[#new_tokens + 1] = token
+  new_info[token] = gen .. '|' .. fmt(due_at) .. '|' .. fmt(attempt) .. '|' .. kind .. '|' .. fmt(pol.attempts) .. '|' .. snow .. '|' .. enc
+  new_exp[token] = fmt(exp)
   tk = tk and (tk .. ' ' .. token) or token
   if s.claimed then
     redis.call('HSET', h, 'ru', ru + 1, 'tk', tk, 'lx', snow, 'at', fmt(attempt), 'cl', '1')
@@ -203,7 +247,9 @@ local function take_scheduled(task, pol, dk, enc, due)
   local state = { ru = num(f[9]) or 0, tk = f[10] or nil, p = f[11] or nil, claimed = false }
   local run_due = due
   if not kind then
-    redis.call('ZREM', dk, enc)
+    if done_key ~= dk then flush_done() end
+    done_key = dk
+    done_members[#done_members + 1] = enc
     state.claimed = true
   else
     local arr = {}
@@ -220,7 +266,7 @@ local function take_scheduled(task, pol, dk, enc, due)
     if nxt ~= nil and nxt <= now then
       -- Missed occurrences (nothing claimed them in time): the misfire policy decides.
       if pol.misfire == 'skip' then
-        advance(h, dk, enc, gen, kind, arr, s.after(now), f[8] == '1', f[6])
+        advance(h, dk, enc, gen, kind, arr, s.after(now), f[8] ~= '0', f[6])
         skip(enc, due, 'misfire')
         return nil
       elseif pol.misfire == 'run-all' then
@@ -239,7 +285,7 @@ local function take_scheduled(task, pol, dk, enc, due)
       end
       nxt = s.after(now)
     end
-    advance(h, dk, enc, gen, kind, arr, nxt, f[8] == '1', f[6])
+    advance(h, dk, enc, gen, kind, arr, nxt, f[8] ~= '0', f[6])
   end
   if state.ru > 0 and pol.overlap ~= 'allow' and pol.overlap ~= 'cancel-previous' then
     if not kind then
@@ -279,6 +325,7 @@ local function claim_task(task, pol, limit)
   local dk, xk = dkey(task), xkey(task)
   local taken, held, steps = 0, 0, 0
   while taken < limit and steps < MAX_STEPS do
+    flush_done()
     local want = limit - taken
     local mains = redis.call('ZRANGE', dk, '-inf', snow, 'BYSCORE', 'LIMIT', held, want, 'WITHSCORES')
     local extras = redis.call('ZRANGE', xk, '-inf', snow, 'BYSCORE', 'LIMIT', 0, want, 'WITHSCORES')
@@ -307,6 +354,7 @@ local function claim_task(task, pol, limit)
       end
     end
   end
+  flush_done()
   return taken
 end
 
@@ -325,6 +373,7 @@ for _, t in ipairs(tasks) do
   local limit = math.min(budget, t.limit)
   if limit > 0 then budget = budget - claim_task(t.name, t.pol, limit) end
 end
+flush_leases()
 flush_running()
 
 local next_due = nil

@@ -13,17 +13,31 @@
 local now = now_ms()
 local n = tonumber(ARGV[3])
 local out = {}
+-- The leases of the whole batch in two calls, and released in two calls at the end (nothing
+-- below reads B:l or B:L); a token given twice in one batch is lost the second time.
+local tokens = {}
+for i = 0, n - 1 do tokens[#tokens + 1] = ARGV[3 + i * 7 + 1] end
+local infos, exps = {}, {}
+for from = 1, n, 1000 do
+  local got = redis.call('HMGET', LEASE_INFO, unpack(tokens, from, math.min(n, from + 999)))
+  for j, v in ipairs(got) do infos[from + j - 1] = v end
+end
+for i, token in ipairs(tokens) do
+  if infos[i] then exps[i] = redis.call('ZSCORE', LEASES, token) end
+end
+local released = {}
+local done = {}
 for i = 0, n - 1 do
   local a = 3 + i * 7
   local token, outcome, result, err = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
   local started, duration, retry_at = ARGV[a + 5], ARGV[a + 6], ARGV[a + 7]
-  local v = redis.call('HGET', LEASE_INFO, token)
-  local exp = redis.call('ZSCORE', LEASES, token)
-  if not v or not exp or tonumber(exp) <= now then
+  local v = infos[i + 1]
+  local exp = exps[i + 1]
+  if not v or not exp or tonumber(exp) <= now or done[token] then
     out[#out + 1] = 'lease-lost'
   else
-    redis.call('HDEL', LEASE_INFO, token)
-    redis.call('ZREM', LEASES, token)
+    done[token] = true
+    released[#released + 1] = token
     local l = parse_lease(v)
     local h = skey(l.enc)
     local f = redis.call('HMGET', h, 'g', 'ru', 'tk', 'pe', 'k', 'cl')
@@ -61,6 +75,11 @@ for i = 0, n - 1 do
     end
     out[#out + 1] = 'ok'
   end
+end
+for from = 1, #released, 1000 do
+  local chunk = { unpack(released, from, math.min(#released, from + 999)) }
+  redis.call('HDEL', LEASE_INFO, unpack(chunk))
+  redis.call('ZREM', LEASES, unpack(chunk))
 end
 flush_running()
 flush_wake()

@@ -30,13 +30,14 @@ end
 if ARGV[4] == '1' then
   if ARGV[5] == '' then redis.call('HDEL', h, 'p') else redis.call('HSET', h, 'p', ARGV[5]) end
 end
-if ARGV[6] ~= '' then redis.call('HSET', h, 't', ARGV[6]) end
-if ARGV[7] ~= '' then redis.call('HSET', h, 'en', ARGV[7]) end
+-- Default values are not stored (absent t = 0, absent en = enabled).
+if ARGV[6] == '0' then redis.call('HDEL', h, 't') elseif ARGV[6] ~= '' then redis.call('HSET', h, 't', ARGV[6]) end
+if ARGV[7] == '1' then redis.call('HDEL', h, 'en') elseif ARGV[7] ~= '' then redis.call('HSET', h, 'en', ARGV[7]) end
 local dk = dkey(task_of(enc))
 redis.call('ZREM', dk, enc)
 local f = redis.call('HMGET', h, 'en', 'd', 'k', 'cl')
 local once_claimed = (not f[3]) and f[4] == '1'
-if f[1] == '1' and f[2] and f[2] ~= '' and not once_claimed then
+if f[1] ~= '0' and f[2] and f[2] ~= '' and not once_claimed then
   redis.call('ZADD', dk, f[2], enc)
   wake(tonumber(f[2]))
 end

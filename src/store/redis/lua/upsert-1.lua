@@ -43,7 +43,17 @@ for i = 0, n - 1 do
       redis.call('SADD', TASKS, task)
       known[task] = true
     end
-    local fields = { 'g', fmt(gen), 'd', fmt(due), 't', timeout, 'en', enabled }
+    -- Default values are left out (absent t = 0, absent en = enabled): a small hash stays a
+    -- smaller listpack.
+    local fields = { 'g', fmt(gen), 'd', fmt(due) }
+    if timeout ~= '0' then
+      fields[#fields + 1] = 't'
+      fields[#fields + 1] = timeout
+    end
+    if enabled ~= '1' then
+      fields[#fields + 1] = 'en'
+      fields[#fields + 1] = '0'
+    end
     if params ~= '' then
       fields[#fields + 1] = 'p'
       fields[#fields + 1] = params

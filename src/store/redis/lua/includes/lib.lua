@@ -22,7 +22,7 @@
   Schedule hash fields: g gen · k kind (absent = once, 'e' every, 'c' cron) · ev every · an
   anchor · cr cron · tz · nx cron: the next due times after d, comma-separated, ascending ·
   ne '1' when the cron spec has no times after nx · nv version of nx (compare-and-set of
-  refills) · p params JSON (absent = undefined) · en '0'/'1' · d due ('' = none) · t timeout
+  refills) · p params JSON (absent = undefined) · en '0' when disabled (absent = enabled) · d due ('' = none) · t timeout (absent = 0)
   · cl '1' when a one-shot's occurrence was claimed · ru running · pe pending extra
   occurrences (queued + held back) · tk lease tokens of running runs, space-separated.
   Report: lx lastExecutedAt · lf lastFinishedAt · lr lastResult JSON · le lastError · ld
