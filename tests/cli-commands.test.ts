@@ -7,53 +7,21 @@
  * `npm test` builds first, run `npm run build` before running this file alone.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chunkDump, countSchedules, progressBar } from '../src/cli/client.js';
 import { DEFAULT_HOST, DEFAULT_PORT } from '../src/http/server.js';
 import type { RegistryDump } from '../src/store/Store.js';
+import { cleanEnv, cliSandbox } from './cli-sandbox.js';
 import { randomPrefix, startCluster, useRedisServer, type RedisCluster } from './redis-harness.js';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
-let bin: string;
-let copy: string;
+const sandbox = cliSandbox('cli-commands');
+const { bin } = sandbox;
 let dir: string;
-const children = new Set<ChildProcess>();
-
 beforeAll(() => {
-  const dist = join(root, 'dist');
-  if (!existsSync(join(dist, 'cli', 'main.js')) || !existsSync(join(dist, 'store', 'redis', 'lua'))) {
-    throw new Error(`${dist} is not built: run \`npm run build\` first (npm test does)`);
-  }
-  // Inside node_modules/.cache, so the copy still resolves the package's dependencies.
-  copy = join(root, 'node_modules', '.cache', `schedkit-cli-${randomUUID()}`);
-  mkdirSync(copy, { recursive: true });
-  cpSync(dist, join(copy, 'dist'), { recursive: true });
-  cpSync(join(root, 'package.json'), join(copy, 'package.json'));
-  bin = join(copy, 'dist', 'cli', 'main.js');
-  dir = mkdtempSync(join(tmpdir(), 'schedkit-cli-commands-'));
+  dir = sandbox.dir;
 });
-
-afterEach(() => {
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  children.clear();
-});
-
-afterAll(() => {
-  rmSync(dir, { recursive: true, force: true });
-  rmSync(copy, { recursive: true, force: true });
-});
-
-/** A clean environment: no SCHEDKIT_* from the developer's shell leaks in. */
-function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('SCHEDKIT_')) env[k] = v;
-  return { ...env, ...extra };
-}
 
 interface Served {
   readonly child: ChildProcess;
@@ -65,7 +33,7 @@ interface Served {
 /** Starts `schedkit serve` and resolves once it printed its listening line. */
 function serve(args: string[], env: Record<string, string> = {}): Promise<Served> {
   const child = spawn(process.execPath, [bin, 'serve', '--port', '0', ...args], { cwd: dir, env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
+  sandbox.track(child);
   let stdout = '';
   let stderr = '';
   child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
@@ -101,7 +69,7 @@ interface Ran {
 /** Runs one CLI command to completion (20 s at most). */
 function run(args: string[], env: Record<string, string> = {}, input?: string): Promise<Ran> {
   const child = spawn(process.execPath, [bin, ...args], { cwd: dir, env: cleanEnv(env), stdio: ['pipe', 'pipe', 'pipe'] });
-  children.add(child);
+  sandbox.track(child);
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -111,7 +79,6 @@ function run(args: string[], env: Record<string, string> = {}, input?: string): 
     const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
     child.once('close', (status) => {
       clearTimeout(timer);
-      children.delete(child);
       resolve({ status, stdout, stderr });
     });
   });

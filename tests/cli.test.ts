@@ -4,47 +4,20 @@
  * `npm test` builds first; run `npm run build` before running this file alone.
  */
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { cleanEnv, cliSandbox } from './cli-sandbox.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-// A private copy of dist/ (inside node_modules/.cache, so it resolves the dependencies):
-// a concurrent `npm run build` cannot pull the CLI away mid-test.
-const copy = join(root, 'node_modules', '.cache', `schedkit-cli-${randomUUID()}`);
-const bin = join(copy, 'dist', 'cli', 'main.js');
+const sandbox = cliSandbox('cli');
+const { bin } = sandbox;
 const version = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version;
-
 let dir: string;
-const children = new Set<ChildProcessWithoutNullStreams>();
-
 beforeAll(() => {
-  if (!existsSync(join(root, 'dist', 'cli', 'main.js'))) throw new Error('dist/cli/main.js is missing: run `npm run build` first (npm test does)');
-  mkdirSync(copy, { recursive: true });
-  cpSync(join(root, 'dist'), join(copy, 'dist'), { recursive: true });
-  cpSync(join(root, 'package.json'), join(copy, 'package.json'));
-  dir = mkdtempSync(join(tmpdir(), 'schedkit-cli-'));
+  dir = sandbox.dir;
 });
-
-afterEach(() => {
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  children.clear();
-});
-
-afterAll(() => {
-  rmSync(dir, { recursive: true, force: true });
-  rmSync(copy, { recursive: true, force: true });
-});
-
-/** A clean environment: no SCHEDKIT_* from the developer's shell leaks in. */
-function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('SCHEDKIT_')) env[k] = v;
-  return { ...env, ...extra };
-}
 
 interface Served {
   readonly child: ChildProcessWithoutNullStreams;
@@ -56,7 +29,7 @@ interface Served {
 /** Starts `schedkit serve` and resolves once it printed its listening line. */
 function serve(args: string[], env: Record<string, string> = {}): Promise<Served> {
   const child = spawn(process.execPath, [bin, 'serve', ...args], { cwd: dir, env: cleanEnv(env) });
-  children.add(child);
+  sandbox.track(child);
   let stdout = '';
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
