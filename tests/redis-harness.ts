@@ -304,12 +304,12 @@ function exited(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => child.once('exit', () => resolve()));
 }
 
-/** Starts an executor process running the built package; resolves once it has started. */
-export async function spawnExecutor(snapshot: string, config: ChildConfig): Promise<Child> {
-  const child = spawn(process.execPath, [join(snapshot, 'child.mjs')], {
-    env: { ...process.env, SCHEDKIT_CHILD: JSON.stringify(config) },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+/**
+ * Starts `node script` with `env` added; resolves once it prints "ready", rejects (with its
+ * stderr) if it exits first. Killed at this test process's exit if still running.
+ */
+export async function spawnReadyChild(script: string, env: Record<string, string>, label: string): Promise<Child> {
+  const child = spawn(process.execPath, [script], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(child);
   child.on('exit', () => children.delete(child));
   let stderr = '';
@@ -322,7 +322,7 @@ export async function spawnExecutor(snapshot: string, config: ChildConfig): Prom
       out += chunk.toString('utf8');
       if (out.includes('ready\n')) resolve();
     });
-    child.once('exit', (code) => reject(new Error(`executor exited (${code}) before it was ready: ${stderr}`)));
+    child.once('exit', (code) => reject(new Error(`${label} exited (${code}) before it was ready: ${stderr}`)));
   });
   return {
     process: child,
@@ -338,6 +338,11 @@ export async function spawnExecutor(snapshot: string, config: ChildConfig): Prom
       await exited(child);
     },
   };
+}
+
+/** Starts an executor process running the built package; resolves once it has started. */
+export function spawnExecutor(snapshot: string, config: ChildConfig): Promise<Child> {
+  return spawnReadyChild(join(snapshot, 'child.mjs'), { SCHEDKIT_CHILD: JSON.stringify(config) }, 'executor');
 }
 
 export interface RunLine {
