@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { ClusterNode, ClusterOptions, RedisOptions } from 'ioredis';
+import type { ClusterNode, ClusterOptions, Redis, RedisOptions } from 'ioredis';
 import { SchedkitError, StoreError, ValidationError } from '../../errors.js';
 import { toJson } from '../../json.js';
 import type { ScheduleSpec } from '../../timing/spec.js';
@@ -773,24 +773,15 @@ export class RedisStore implements Store {
   clear(): Promise<number> {
     return this.#guard('clear', async () => {
       let schedules = 0;
-      await Promise.all(
-        this.#c()
-          .scanNodes()
-          .map(async (node) => {
-            let cursor = '0';
-            do {
-              const [next, found] = await node.scan(cursor, 'MATCH', this.#keys.scanAll(), 'COUNT', 1000);
-              cursor = next;
-              const mine = found.filter((key) => this.#keys.parse(key) !== null);
-              schedules += mine.filter((key) => this.#keys.parse(key)?.type === 's').length;
-              if (mine.length > 0) {
-                const pipeline = node.pipeline();
-                for (const key of mine) pipeline.unlink(key);
-                await pipeline.exec();
-              }
-            } while (cursor !== '0');
-          }),
-      );
+      await this.#scanBatches(this.#keys.scanAll(), async (node, found) => {
+        const mine = found.filter((key) => this.#keys.parse(key) !== null);
+        schedules += mine.filter((key) => this.#keys.parse(key)?.type === 's').length;
+        if (mine.length > 0) {
+          const pipeline = node.pipeline();
+          for (const key of mine) pipeline.unlink(key);
+          await pipeline.exec();
+        }
+      });
       return schedules;
     });
   }
@@ -814,6 +805,20 @@ export class RedisStore implements Store {
   async #scan(pattern: string): Promise<{ p: number; type: string; rest: string }[]> {
     const seen = new Set<string>();
     const out: { p: number; type: string; rest: string }[] = [];
+    await this.#scanBatches(pattern, (_node, keys) => {
+      for (const key of keys) {
+        if (seen.has(key)) continue;
+        seen.add(key);
+        const parsed = this.#keys.parse(key);
+        if (parsed !== null && parsed.type === 's') out.push(parsed);
+      }
+      return Promise.resolve();
+    });
+    return out;
+  }
+
+  /** Runs `each` on every SCAN batch (COUNT 1000) of every node, nodes in parallel, batches in order. */
+  async #scanBatches(pattern: string, each: (node: Redis, keys: string[]) => Promise<void>): Promise<void> {
     await Promise.all(
       this.#c()
         .scanNodes()
@@ -822,16 +827,10 @@ export class RedisStore implements Store {
           do {
             const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
             cursor = next;
-            for (const key of keys) {
-              if (seen.has(key)) continue;
-              seen.add(key);
-              const parsed = this.#keys.parse(key);
-              if (parsed !== null && parsed.type === 's') out.push(parsed);
-            }
+            await each(node, keys);
           } while (cursor !== '0');
         }),
     );
-    return out;
   }
 
   async #guard<T>(operation: string, fn: () => Promise<T>): Promise<T> {
