@@ -29,7 +29,10 @@ function copy(value: unknown, path: string, depth: number, seen: Set<object>): J
       if (value === null) return null;
       if (depth >= MAX_DEPTH) throw new ValidationError(path, `must be JSON nested at most ${MAX_DEPTH} levels deep`);
       if (seen.has(value)) throw new ValidationError(path, 'must be JSON: it contains a cycle');
-      if (value instanceof Date) return value.toISOString();
+      if (value instanceof Date) {
+        if (Number.isNaN(value.getTime())) throw new ValidationError(path, 'must be JSON: an invalid Date has no ISO form');
+        return value.toISOString();
+      }
       seen.add(value);
       try {
         if (Array.isArray(value)) {
@@ -60,6 +63,24 @@ function copy(value: unknown, path: string, depth: number, seen: Set<object>): J
     default:
       throw new ValidationError(path, `must be JSON: ${describe(value)} is not allowed`);
   }
+}
+
+/**
+ * `obj[key]` if it is an own property, else `make()` stored there as an own data property.
+ * For objects keyed by user text (task names, uids): `obj[key] ??= {}` would read inherited
+ * members (`constructor`, `toString`) and, for `__proto__`, assign to Object.prototype itself.
+ */
+export function ownEntry<T>(obj: Record<string, T>, key: string, make: () => T): T {
+  if (Object.hasOwn(obj, key)) return obj[key] as T;
+  const value = make();
+  setOwn(obj, key, value);
+  return value;
+}
+
+/** `obj[key] = value` as an own enumerable data property, `__proto__` included. */
+export function setOwn<T>(obj: Record<string, T>, key: string, value: T): void {
+  if (key === '__proto__') Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
+  else obj[key] = value;
 }
 
 /** Like `toJson`, but undefined stays undefined (absent params). */

@@ -10,7 +10,7 @@ import { getCron, isValidTimeZone } from './timing/cron.js';
 import { MAX_DURATION_MS, parseDuration } from './timing/duration.js';
 import type { ScheduleSpec } from './timing/spec.js';
 import type { RetryOptions, ScheduleOptions, TaskOptions } from './types.js';
-import { checkBoolean, checkInteger, checkKeys, checkName, checkNumber, checkObject, checkOneOf, MAX_NAME_LENGTH } from './validate.js';
+import { checkBoolean, checkInteger, checkKeys, checkName, checkNumber, checkObject, checkOneOf, LONE_SURROGATE, MAX_NAME_LENGTH } from './validate.js';
 
 export const OVERLAP: readonly OverlapPolicy[] = ['skip', 'allow', 'buffer-one', 'cancel-previous'];
 export const MISFIRE: readonly MisfirePolicy[] = ['run-once', 'run-all', 'skip'];
@@ -117,7 +117,7 @@ export function onceInput(task: string, input: unknown): ScheduleInput | undefin
     else if (key === 'enabled') enabled = value;
     else if (value !== undefined || !(SCHEDULE_KEYS as readonly string[]).includes(key)) return undefined;
   }
-  if (typeof uid !== 'string' || uid.length === 0 || uid.length > MAX_NAME_LENGTH || CONTROL.test(uid)) return undefined;
+  if (typeof uid !== 'string' || uid.length === 0 || uid.length > MAX_NAME_LENGTH || CONTROL.test(uid) || LONE_SURROGATE.test(uid)) return undefined;
   if (typeof at !== 'number' || !(at >= 0 && at <= MAX_EPOCH_MS)) return undefined;
   if (enabled !== undefined && typeof enabled !== 'boolean') return undefined;
   return { task, uid, spec: ONCE, first: { at }, params: undefined, enabled: enabled ?? true, timeout: 0 };

@@ -15,8 +15,14 @@ export function checkName(value: unknown, field: string): string {
   if (value.length > MAX_NAME_LENGTH) throw new ValidationError(field, `must be at most ${MAX_NAME_LENGTH} characters, got ${value.length}`);
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(value)) throw new ValidationError(field, 'must not contain control characters');
+  // Stores keep names as UTF-8 (Redis keys), where every lone surrogate becomes U+FFFD: two
+  // different names would become one schedule, and a name would not read back as written.
+  if (LONE_SURROGATE.test(value)) throw new ValidationError(field, 'must be well-formed Unicode (it contains a lone surrogate)');
   return value;
 }
+
+/** A UTF-16 surrogate that is not half of a pair (with the `u` flag, pairs are one code point). */
+export const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
 
 export function checkObject(value: unknown, field: string): Record<string, unknown> {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {

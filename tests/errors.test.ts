@@ -140,3 +140,48 @@ describe('bad input gets a typed error naming the field', () => {
     expect(await s.snapshot()).toBeTypeOf('object');
   });
 });
+
+describe('HTTP status of store errors', () => {
+  it('Redis out of memory is 503 ERR_STORE_OOM (not a fault of the service); other store failures are 500 faults', async () => {
+    const { toHttpError } = await import('../src/http/errors.js');
+    const { StoreError } = await import('../src/errors.js');
+    const oom = toHttpError(new StoreError('RedisStore.upsert: Redis is out of memory', { code: 'ERR_STORE_OOM' }));
+    expect(oom).toMatchObject({ status: 503, body: { code: 'ERR_STORE_OOM' }, fault: false });
+    const other = toHttpError(new StoreError('RedisStore.upsert: connection closed'));
+    expect(other).toMatchObject({ status: 500, body: { code: 'ERR_STORE' }, fault: true });
+  });
+});
+
+describe('load() refuses what is not a JSON registry', () => {
+  it('a Date, a Map or a class instance as the dump, a task or an entry is ERR_VALIDATION naming it; nothing is loaded', async () => {
+    const { Scheduler } = await import('../src/index.js');
+    const s = new Scheduler();
+    await s.start({ execute: false });
+    try {
+      class Entry {
+        iat = Date.now() + 60_000;
+      }
+      const cases: [unknown, RegExp][] = [
+        [new Date(), /^registry: must be a plain \(JSON\) object, got an instance of Date$/],
+        [new Map([['t', { u: { iat: 1 } }]]), /^registry: must be a plain \(JSON\) object, got an instance of Map$/],
+        [{ t: new Map() }, /^registry\["t"\]: must be a plain \(JSON\) object, got an instance of Map$/],
+        [{ t: { u: new Entry() } }, /^registry\["t"\]\["u"\]: must be a plain \(JSON\) object, got an instance of Entry$/],
+      ];
+      for (const [dump, message] of cases) {
+        const err = await s.load(dump as never).then(
+          () => null,
+          (e: unknown) => e,
+        );
+        expect(err).toBeInstanceOf(ValidationError);
+        expect((err as ValidationError).message).toMatch(message);
+      }
+      // Plain objects, with or without a prototype, still load.
+      const bare = Object.create(null) as Record<string, unknown>;
+      bare['u'] = { iat: Date.now() + 60_000, timeout: 60_000 };
+      expect(await s.load({ t: bare } as never)).toBe(1);
+      expect(Object.keys(await s.snapshot())).toEqual(['t']);
+    } finally {
+      await s.stop();
+    }
+  });
+});

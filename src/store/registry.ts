@@ -6,6 +6,17 @@ import type { ScheduleSpec } from '../timing/spec.js';
 import { checkBoolean, checkName, checkNumber, checkObject } from '../validate.js';
 import type { RegistryDump, ScheduleInput } from './Store.js';
 
+/** A JSON object: a Date, Map or other class instance as a dump or entry would load nothing or the wrong thing. */
+function checkPlain(value: unknown, field: string): Record<string, unknown> {
+  const o = checkObject(value, field);
+  const proto: unknown = Object.getPrototypeOf(o);
+  if (proto !== Object.prototype && proto !== null) {
+    const name = (o as { constructor?: { name?: unknown } }).constructor?.name;
+    throw new ValidationError(field, `must be a plain (JSON) object, got ${typeof name === 'string' && name !== '' ? `an instance of ${name}` : 'a class instance'}`);
+  }
+  return o;
+}
+
 /** Largest absolute time accepted in a registry (year ~2286). */
 const MAX_EPOCH_MS = 1e13;
 
@@ -16,16 +27,16 @@ const MAX_EPOCH_MS = 1e13;
  * kept as its due time.
  */
 export function loadRegistry(dump: unknown, field = 'registry'): ScheduleInput[] {
-  const root = checkObject(dump, field);
+  const root = checkPlain(dump, field);
   const out: ScheduleInput[] = [];
   for (const task of Object.keys(root)) {
     const taskField = `${field}[${JSON.stringify(task)}]`;
     checkName(task, `${taskField} (task name)`);
-    const entries = checkObject(root[task], taskField);
+    const entries = checkPlain(root[task], taskField);
     for (const uid of Object.keys(entries)) {
       const at = `${taskField}[${JSON.stringify(uid)}]`;
       checkName(uid, `${at} (uid)`);
-      const entry = checkObject(entries[uid], at);
+      const entry = checkPlain(entries[uid], at);
       const iat = checkNumber(entry['iat'], `${at}.iat`, 0, MAX_EPOCH_MS);
       const timeout = entry['timeout'] === undefined ? 0 : checkNumber(entry['timeout'], `${at}.timeout`, 0, MAX_DURATION_MS);
       let spec: ScheduleSpec = { kind: 'once' };

@@ -19,7 +19,8 @@ const cache = new Map<string, Cron>();
 const CACHE_MAX = 1000;
 
 export function getCron(expr: string, tz: string | undefined, field = 'cron'): Cron {
-  const key = `${tz ?? ''}\u0000${expr}`;
+  // No tz and tz "" must not share an entry: the cache would then skip the zone check for "".
+  const key = tz === undefined ? `|${expr}` : `${tz.length}:${tz}|${expr}`;
   let cron = cache.get(key);
   if (cron === undefined) {
     if (typeof expr !== 'string' || expr.trim() === '') throw new InvalidCronError(field, 'must be a non-empty cron expression');

@@ -50,9 +50,11 @@ export function parseDuration(value: unknown, field: string, opts: { allowZero?:
     throw new ValidationError(field, `must be a number of milliseconds or a duration string, got ${describe(value)}`);
   }
   if (ms < 0) throw new ValidationError(field, `must not be negative, got ${String(value)}`);
-  if (ms === 0 && opts.allowZero === false) throw new ValidationError(field, 'must be greater than zero');
   if (ms > MAX_DURATION_MS) throw new ValidationError(field, `is too large (at most ${MAX_DURATION_MS} ms)`);
-  return Math.round(ms);
+  // Rounded before the zero check: 0.4 ms is 0 ms, and an `every` of 0 would never advance.
+  const rounded = Math.round(ms);
+  if (rounded === 0 && opts.allowZero === false) throw new ValidationError(field, ms === 0 ? 'must be greater than zero' : `must be greater than zero (${String(value)} rounds to 0 ms)`);
+  return rounded;
 }
 
 export function describe(value: unknown): string {

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { StoreError } from '../../errors.js';
-import type { JsonValue } from '../../json.js';
+import { ownEntry, setOwn, type JsonValue } from '../../json.js';
 import { parseDuration, type Duration } from '../../timing/duration.js';
 import { dueTimesBetween, latestDueAtOrBefore, nextDue, type ScheduleSpec } from '../../timing/spec.js';
 import { loadRegistry } from '../registry.js';
@@ -178,17 +178,18 @@ export class MemoryStore implements Store {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw new StoreError(`MemoryStore: cannot read ${file}: ${(err as Error).message}`, { cause: err });
     }
-    let registry: RegistryDump;
+    let inputs: ScheduleInput[];
     try {
       const doc = JSON.parse(text) as { format?: unknown; registry?: unknown };
       if (doc.format !== FILE_FORMAT || typeof doc.registry !== 'object' || doc.registry === null) {
         throw new Error(`not a ${FILE_FORMAT} file`);
       }
-      registry = doc.registry as RegistryDump;
+      // A well-formed file with a bad entry is corrupt too (a StoreError, as documented).
+      inputs = loadRegistry(doc.registry, file);
     } catch (err) {
       throw new StoreError(`MemoryStore: ${file} is corrupt: ${(err as Error).message}`, { cause: err });
     }
-    await this.upsertMany(loadRegistry(registry, file));
+    await this.upsertMany(inputs);
     this.#dirty = false;
   }
 
@@ -253,6 +254,10 @@ export class MemoryStore implements Store {
 
   now(): Promise<number> {
     return Promise.resolve(this.#clock());
+  }
+
+  nowSync(): number {
+    return this.#clock();
   }
 
   // ---------------------------------------------------------------- schedules
@@ -730,7 +735,7 @@ export class MemoryStore implements Store {
       }
       if (((t.flags[slot] as number) & FLAG_ENABLED) === 0) entry.enabled = false;
       const task = this.#queueById[t.task[slot] as number]?.name as string;
-      (out[task] ??= {})[t.uid[slot] as string] = entry;
+      setOwn(ownEntry(out, task, () => ({})), t.uid[slot] as string, entry);
     }
     return out;
   }
