@@ -9,12 +9,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { chunkDump, countSchedules, progressBar } from '../src/cli/client.js';
 import { DEFAULT_HOST, DEFAULT_PORT } from '../src/http/server.js';
 import type { RegistryDump } from '../src/store/Store.js';
 import { cleanEnv, cliSandbox } from './cli-sandbox.js';
-import { randomPrefix, startCluster, useRedisServer, type RedisCluster } from './redis-harness.js';
+import { randomPrefix, useRedisCluster, useRedisServer } from './redis-harness.js';
 
 const sandbox = cliSandbox('cli-commands');
 const { bin } = sandbox;
@@ -344,16 +344,10 @@ describe('schedkit on RedisStore', { timeout: 120_000 }, () => {
 });
 
 describe('schedkit on a Redis Cluster (--cluster)', { timeout: 120_000 }, () => {
-  let cluster: RedisCluster | undefined;
-  beforeAll(async () => {
-    cluster = await startCluster(3);
-  }, 90_000);
-  afterAll(async () => {
-    await cluster?.stop();
-  });
+  const redisCluster = useRedisCluster(3, 90_000);
 
   it('serve --cluster and direct --cluster commands share the namespace', async () => {
-    const nodes = (cluster as RedisCluster).nodes.map((n) => `${n.host}:${String(n.port)}`).join(',');
+    const nodes = redisCluster.cluster.nodes.map((n) => `${n.host}:${String(n.port)}`).join(',');
     const prefix = randomPrefix();
     const served = await serve(['--cluster', nodes, '--prefix', prefix]);
     expect(served.line).toContain(`cluster: ${nodes}, prefix: ${prefix}`);

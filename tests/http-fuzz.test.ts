@@ -3,9 +3,10 @@
  * `{}`, `%`, very long) gets a 2xx or a 4xx JSON `{ error, code }` — never a 5xx, never a hang —
  * and the store stays consistent (every schedule that was accepted can be read back by name).
  */
+import { createConnection } from 'node:net';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { serviceTracker } from './service-harness.js';
+import { serviceTracker, type Harness } from './service-harness.js';
 
 const start = serviceTracker();
 
@@ -124,4 +125,147 @@ describe('HTTP bad input (property tests)', () => {
       { numRuns: 150 },
     );
   });
+
+  it('random query strings on every route and method, with random names in the path (inject, 2500 cases): never a 5xx, 4xx bodies carry a code', async () => {
+    const h = await start();
+    await h.scheduler.schedule('t', { uid: 'u', every: '1h' });
+    const routes = routeList(h);
+    const key = fc.oneof(fc.constantFrom('wait', 'lease', 'retry', 'in', 'delay', 'task', 'token', '__proto__', 'constructor', 'a[b]', 'x.y', ''), fc.string({ maxLength: 6 }));
+    const value = fc.oneof(
+      fc.constantFrom('', '0', '-1', '1e309', 'NaN', 'Infinity', '30s', '0.4ms', '1h', '61', '9'.repeat(40), 'true', 'false', '%', '%zz', '%00', '__proto__', 't', '[]', '{}'),
+      fc.string({ maxLength: 10 }),
+      fc.string({ unit: 'grapheme', maxLength: 6 }),
+      fc.integer().map(String),
+    );
+    const query = fc.array(fc.tuple(key, value, fc.boolean()), { maxLength: 4 }).map((pairs) => pairs.map(([k, v, raw]) => (raw ? `${k}=${v}` : `${encodeURIComponent(k)}=${encodeURIComponent(v)}`)).join('&'));
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...routes), name, name, query, async ({ method, url }, a, b, q) => {
+        const path = url.replace(/:(name|task)/, encodeURIComponent(a)).replace(/:(id|uid)/, encodeURIComponent(b));
+        // A due task is waiting, so a valid long poll answers at once instead of waiting.
+        if (url.startsWith('/api/popTask/')) await h.scheduler.schedule(a.length > 0 && a.length <= 512 ? a : 'x', { in: 0 }).catch(() => undefined);
+        const body = method === 'GET' || method === 'HEAD' || method === 'DELETE' ? undefined : '{}';
+        const res = await h.server.app.inject({ method, url: `${path}?${q}`, ...(body === undefined ? {} : { payload: body, headers: { 'content-type': 'application/json' } }) });
+        expectCleanAnswer({ status: res.statusCode, json: method === 'HEAD' ? { error: '', code: 'ERR_HEAD' } : parse(res.body) }, `${method} ${path}?${q}`);
+      }),
+      { numRuns: 2500 },
+    );
+  });
+
+  it('random headers, content types and bodies on every route (inject, 2500 cases): never a 5xx', async () => {
+    const h = await start();
+    await h.scheduler.schedule('t', { uid: 'u', every: '1h' });
+    const routes = routeList(h);
+    const token = fc.string({ unit: fc.constantFrom(...'abcdefghijklmnopqrstuvwxyz0123456789-_'.split('')), minLength: 1, maxLength: 12 });
+    const headerValue = fc.oneof(
+      fc.string({ unit: fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c)), maxLength: 40 }),
+      fc.integer({ min: 100, max: 15_000 }).map((n) => 'v'.repeat(n)), // big, under Node's 16 KiB header limit
+    );
+    const contentType = fc.oneof(
+      fc.constantFrom('application/json', 'application/json; charset=utf-8', 'application/json; charset=latin1', 'APPLICATION/JSON', 'application/jsonx', 'application/json;;', 'text/plain', 'text/html', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/octet-stream', '*/*', '', ';', 'application/', 'json'),
+      headerValue,
+    );
+    const body = fc.oneof(fc.constant(undefined), fc.string({ maxLength: 30 }), fc.jsonValue({ maxDepth: 3 }).map((v) => JSON.stringify(v)), fc.constantFrom('{"in":"1h"}', '{"every":1000}', '{"t":{"u":{"iat":1}}}', '\u0000', '\ufeff{}', '{}'.repeat(3)));
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...routes), contentType, fc.array(fc.tuple(token, headerValue), { maxLength: 3 }), body, async ({ method, url }, type, extra, payload) => {
+        const path = url.replace(/:(name|task)/, 't').replace(/:(id|uid)/, 'u');
+        if (url.startsWith('/api/popTask/')) await h.scheduler.schedule('t', { in: 0 });
+        const headers: Record<string, string> = Object.fromEntries(extra.filter(([k]) => !['content-length', 'transfer-encoding', 'host', 'connection'].includes(k)));
+        if (type !== '') headers['content-type'] = type;
+        const res = await h.server.app.inject({ method, url: path, headers, ...(payload === undefined ? {} : { payload }) });
+        expectCleanAnswer({ status: res.statusCode, json: method === 'HEAD' ? { error: '', code: 'ERR_HEAD' } : parse(res.body) }, `${method} ${path} (${type}) ${String(payload).slice(0, 60)}`);
+      }),
+      { numRuns: 2500 },
+    );
+    expect((await send(h.url, 'GET', '/api/registry', undefined)).status).toBe(200);
+    expect((await send(h.url, 'PUT', '/api/tasks/t/after', JSON.stringify({ every: '1h' }))).status).toBe(200);
+    expect((await send(h.url, 'GET', '/api/tasks/t/after', undefined)).status).toBe(200);
+  });
+
+  it('raw requests over a socket (random request lines, header bytes, lengths, encodings; 400 cases): a JSON answer with a code or a success, never a 5xx or a hang', async () => {
+    const h = await start();
+    const port = Number(new URL(h.url).port);
+    const method = fc.constantFrom('GET', 'PUT', 'POST', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS', 'TRACE', 'CONNECT', 'BREW', 'get', 'G ET', '');
+    const target = fc.oneof(
+      fc.constantFrom('/api/tasks', '/api/tasks/t/u', '/api/registry', '/api/pushTask/t', '/healthz', '/', '*', 'http://x/api/tasks', '/api/tasks?task=%zz', '/%', '//', '/api/tasks/%E0%A4%A/u', '/a b', ''),
+      fc.webPath(),
+    );
+    const version = fc.constantFrom('HTTP/1.1', 'HTTP/1.0', 'HTTP/2.0', 'HTTP/9', 'HTTP/1.1 extra', '');
+    const byte = fc.oneof({ weight: 20, arbitrary: fc.integer({ min: 0x20, max: 0x7e }) }, fc.integer({ min: 0, max: 0x1f }), fc.integer({ min: 0x7f, max: 0xff }));
+    const headerLine = fc.oneof(
+      fc.constantFrom('Content-Type: application/json', 'Content-Type: text/plain', 'Content-Length: 2', 'Content-Length: -1', 'Content-Length: 99999999999999999999', 'Content-Length: 2, 3', 'Transfer-Encoding: chunked', 'Transfer-Encoding: gzip, chunked', 'Transfer-Encoding: identity', 'Expect: 100-continue', 'Expect: nonsense', 'Connection: close', 'Upgrade: websocket', 'Host:', 'Host: a, b', ': empty-name', 'No-Colon', 'X-Folded: a\r\n b', 'Authorization: Bearer x'),
+      fc.array(byte, { maxLength: 30 }).map((bytes) => Buffer.from(bytes).toString('latin1')),
+    );
+    const bodyText = fc.oneof(fc.constantFrom('', '{}', '{"in":"1h"}', '0\r\n\r\n', '2\r\n{}\r\n0\r\n\r\n', 'zz\r\n'), fc.string({ maxLength: 20 }));
+    await fc.assert(
+      fc.asyncProperty(method, target, version, fc.array(headerLine, { maxLength: 5 }), bodyText, async (m, t, v, lines, b) => {
+        const request = `${m} ${t} ${v}\r\nHost: 127.0.0.1\r\n${lines.map((l) => `${l}\r\n`).join('')}\r\n${b}`;
+        const answer = await rawExchange(port, request);
+        const context = JSON.stringify(request.slice(0, 200));
+        if (answer.status === 0) return; // closed without an answer (e.g. CONNECT or an upgrade nobody accepts): no hang
+        expect(answer.status, context).toBeLessThan(500);
+        if (answer.status >= 400 && m !== 'HEAD' && answer.body !== '') expect(parse(answer.body), `${context} → ${answer.status} ${answer.body.slice(0, 100)}`).toMatchObject({ error: expect.any(String) as string, code: expect.stringMatching(/^ERR_/) as string });
+      }),
+      { numRuns: 400 },
+    );
+    expect((await send(h.url, 'GET', '/healthz', undefined)).status).toBe(200);
+  });
 });
+
+type Method = 'GET' | 'HEAD' | 'PUT' | 'POST' | 'PATCH' | 'DELETE';
+
+/** Every route of the server, HEAD variants of GET routes included. */
+function routeList(h: Harness): { method: Method; url: string }[] {
+  return h.server.routes.flatMap((r) => (r.method === 'GET' ? [{ method: 'GET', url: r.url }, { method: 'HEAD', url: r.url }] : [{ method: r.method as Method, url: r.url }]));
+}
+
+function parse(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+/**
+ * Writes `request` on a fresh connection, half-closes it (so a body the headers promise but
+ * never comes ends the request), and resolves the first final answer (1xx skipped); status 0
+ * when the server closed without one. Rejects after 10 s: the server hung.
+ */
+function rawExchange(port: number, request: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const socket = createConnection({ port, host: '127.0.0.1' });
+    let data = Buffer.alloc(0);
+    let settled = false;
+    const timer = setTimeout(() => done(new Error(`no answer within 10 s to ${JSON.stringify(request.slice(0, 200))}`)), 10_000);
+    function done(err?: Error): void {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.destroy();
+      if (err !== undefined) return reject(err);
+      let text = data.toString('latin1');
+      while (/^HTTP\/1\.[01] 1\d\d /.test(text) && text.includes('\r\n\r\n')) text = text.slice(text.indexOf('\r\n\r\n') + 4);
+      const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(text)?.[1] ?? 0);
+      const end = text.indexOf('\r\n\r\n');
+      const length = Number(/\r\ncontent-length: (\d+)/i.exec(text.slice(0, Math.max(0, end)))?.[1] ?? Number.NaN);
+      const body = end < 0 ? '' : text.slice(end + 4, Number.isNaN(length) ? undefined : end + 4 + length);
+      resolve({ status, body: Buffer.from(body, 'latin1').toString('utf8') });
+    }
+    const complete = (): boolean => {
+      let text = data.toString('latin1');
+      while (/^HTTP\/1\.[01] 1\d\d /.test(text) && text.includes('\r\n\r\n')) text = text.slice(text.indexOf('\r\n\r\n') + 4);
+      const end = text.indexOf('\r\n\r\n');
+      if (end < 0) return false;
+      const length = /\r\ncontent-length: (\d+)/i.exec(text.slice(0, end));
+      return length !== null && text.length - end - 4 >= Number(length[1]);
+    };
+    socket.on('data', (chunk: Buffer) => {
+      data = Buffer.concat([data, chunk]);
+      if (complete()) done();
+    });
+    socket.on('close', () => done());
+    socket.on('error', () => done());
+    socket.write(Buffer.from(request, 'latin1'));
+    socket.end();
+  });
+}

@@ -3,7 +3,7 @@
  * Each resolves what to print on stdout: the service's JSON with `--json`, readable text
  * otherwise. Error answers become `ServiceError` (printed as `{ error, code }`, exit 1).
  */
-import type { JsonValue } from '../json.js';
+import { ownEntry, setOwn, type JsonValue } from '../json.js';
 import type { RegistryDump, RegistryEntry } from '../store/Store.js';
 import { parseDuration } from '../timing/duration.js';
 import { ServiceError, type Transport } from './transport.js';
@@ -216,7 +216,7 @@ export function chunkDump(dump: RegistryDump, maxEntries = LOAD_CHUNK_ENTRIES, m
         entries = 0;
         bytes = 2;
       }
-      (current[task] ??= {})[uid] = entry;
+      setOwn(ownEntry(current, task, () => ({})), uid, entry);
       entries++;
       bytes += size;
     }

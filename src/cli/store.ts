@@ -60,9 +60,20 @@ export function openStore(spec: StoreSpec): OpenedStore {
       throw new ValidationError('--store', `not a valid URL: "${kind}"`);
     }
     if (url.pathname !== '' && url.pathname !== '/' && !/^\/\d+$/.test(url.pathname)) throw new ValidationError('--store', `the path must be a database number (redis://host:port/0), got "${url.pathname}"`);
-    // Never echo a password.
-    const shown = url.password === '' ? kind : kind.replace(`:${url.password}@`, ':***@');
-    return { store: new RedisStore({ url: kind, prefix: spec.prefix }), description: `redis: ${shown}${spec.prefix === undefined ? '' : `, prefix: ${spec.prefix}`}` };
+    return { store: new RedisStore({ url: kind, prefix: spec.prefix }), description: `redis: ${redactUrl(kind, url)}${spec.prefix === undefined ? '' : `, prefix: ${spec.prefix}`}` };
   }
   throw new ValidationError('--store', `expected memory or redis://host:port[/db], got "${kind}"`);
+}
+
+/**
+ * The URL as shown in messages: never a password, whether in the user info (as typed or
+ * percent-encoded: `new URL` re-encodes characters such as `^`, `{`, `|`, spaces) or in a
+ * `?password=` query parameter (which ioredis also reads).
+ */
+export function redactUrl(text: string, url: URL): string {
+  if (url.password === '' && !url.searchParams.has('password')) return text;
+  const shown = new URL(url.href);
+  if (shown.password !== '') shown.password = '***';
+  if (shown.searchParams.has('password')) shown.searchParams.set('password', '***');
+  return shown.href.replace('%2A%2A%2A', '***');
 }

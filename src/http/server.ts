@@ -10,7 +10,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
+import type { ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import fastifySwagger from '@fastify/swagger';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifySchema } from 'fastify';
 import type { Registry } from 'prom-client';
@@ -139,6 +140,9 @@ export function createServer(options: ServerOptions): SchedkitServer {
       const http = toHttpError(error);
       void (reply as FastifyReply).code(http.status).send(http.body);
     },
+    // Requests Node's HTTP parser refuses (headers over 16 KiB, bad request line or headers,
+    // timeouts): the same `{ error, code }` bodies too (fastify's own lack `code`).
+    clientErrorHandler,
     ...requestLogging(options.requestLogging === true),
     // Fastify's defaults, stated: JSON with `__proto__` or `constructor.prototype` is refused.
     onProtoPoisoning: 'error',
@@ -148,6 +152,12 @@ export function createServer(options: ServerOptions): SchedkitServer {
     // Strict schemas: unknown properties are errors (not silently dropped), no type coercion.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false, allowUnionTypes: true } },
   }) as unknown as FastifyInstance;
+
+  // An `Expect:` other than 100-continue: Node would answer 417 with an empty body.
+  app.server.on('checkExpectation', (_request: unknown, response: ServerResponse) => {
+    const body = JSON.stringify({ error: 'only "Expect: 100-continue" is supported', code: 'ERR_EXPECTATION_FAILED' });
+    response.writeHead(417, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' }).end(body);
+  });
 
   const routes: RouteInfo[] = [];
   // Added first, so it sees every route (the page's API list, the OpenAPI drift test).
@@ -218,6 +228,14 @@ export function createServer(options: ServerOptions): SchedkitServer {
       return reply;
     });
   }
+  // A response that goes out before its request's body was read (401, 404, 413, 415, a body
+  // sent to a GET): close the connection, rather than let Node read and discard an upload of
+  // any size (an unauthenticated client could otherwise stream to us for as long as it likes).
+  app.addHook('onSend', async (request, reply) => {
+    const raw = request.raw;
+    if (!raw.complete && (raw.headers['transfer-encoding'] !== undefined || (raw.headers['content-length'] ?? '0') !== '0')) void reply.header('connection', 'close');
+    return Promise.resolve();
+  });
   app.addHook('preClose', (done) => {
     closing = true;
     queues.close();
@@ -462,6 +480,20 @@ function registerRoutes(app: FastifyInstance, ctx: RouteContext): void {
   });
 
   registerPages(app, { tokenRequired: token !== undefined, routes: () => routes });
+}
+
+const CLIENT_ERRORS: Readonly<Record<string, readonly [number, string, string]>> = {
+  HPE_HEADER_OVERFLOW: [431, 'Request Header Fields Too Large', 'ERR_HEADERS_TOO_LARGE'],
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'Request Timeout', 'ERR_TIMEOUT'],
+};
+
+/** fastify's default client error handler, answering `{ error, code }` (`ERR_BAD_REQUEST` for malformed requests). */
+function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, text, code] = CLIENT_ERRORS[err.code ?? ''] ?? [400, 'Bad Request', 'ERR_BAD_REQUEST'];
+  const body = JSON.stringify({ error: status === 400 ? 'malformed HTTP request' : text.toLowerCase(), code });
+  if (socket.writable) socket.write(`HTTP/1.1 ${status} ${text}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json; charset=utf-8\r\nConnection: close\r\n\r\n${body}`);
+  socket.destroy(err);
 }
 
 type LogControllerCtor = new (options: { disableRequestLogging: boolean }) => unknown;
