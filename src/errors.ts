@@ -94,10 +94,14 @@ export class LeaseLostError extends SchedkitError {
   }
 }
 
-/** The store could not do what was asked (I/O, connection, corrupt data). */
+/**
+ * The store could not do what was asked (I/O, connection, corrupt data): `ERR_STORE`; or,
+ * more precisely, `ERR_STORE_OOM`: Redis is out of memory and refused a write.
+ */
 export class StoreError extends SchedkitError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('ERR_STORE', message, options);
+  constructor(message: string, options?: { cause?: unknown; code?: 'ERR_STORE' | 'ERR_STORE_OOM' }) {
+    const { code = 'ERR_STORE', ...rest } = options ?? {};
+    super(code, message, options === undefined ? undefined : rest);
     this.name = 'StoreError';
   }
 }

@@ -50,6 +50,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   #isOpen = false;
   #executing = false;
   #pool: WorkerPool | undefined;
+  /** Stops relaying the store's background errors (set while started). */
+  #unlistenStore: (() => void) | undefined;
   #lastTask: string | undefined;
   #keepAlive: NodeJS.Timeout | undefined;
   readonly #poolOptions: PoolOptions;
@@ -126,6 +128,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     if (this.#state === 'stopping') throw new SchedulerStoppedError('start');
     await this.#open();
     this.#state = 'started';
+    this.#unlistenStore ??= this.store.onBackgroundError?.((err) => this.#emitSafe('error', err));
     this.#executing = opts['execute'] !== false;
     if (this.#executing) {
       this.#executor.start();
@@ -156,6 +159,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         await this.store.close();
       }
     } finally {
+      this.#unlistenStore?.();
+      this.#unlistenStore = undefined;
       this.#state = 'stopped';
       this.#emitSafe('stop');
     }

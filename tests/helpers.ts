@@ -38,6 +38,24 @@ export function schedulerTracker(): (options?: SchedulerOptions) => Scheduler {
   };
 }
 
+export type Outcome<T> = { ok: true; value: T } | { ok: false; error: unknown };
+
+/** What `run` returned or threw (a rejection included), as a value. */
+export async function outcome<T>(run: () => Promise<T> | T): Promise<Outcome<T>> {
+  try {
+    return { ok: true, value: await run() };
+  } catch (error) {
+    return { ok: false, error };
+  }
+}
+
+/** How many of `items` have each key. */
+export function countBy<T>(items: readonly T[], key: (item: T) => string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const item of items) out.set(key(item), (out.get(key(item)) ?? 0) + 1);
+  return out;
+}
+
 /** A deferred promise a test resolves by hand. */
 export function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => void } {
   let resolve!: (v: T) => void;

@@ -3,23 +3,14 @@
  * on loopback ports): the whole conformance suite, and partitions spread over every master.
  */
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { RedisStore } from '../src/index.js';
 import { storeConformance } from './conformance.js';
-import { randomPrefix, startCluster, type RedisCluster } from './redis-harness.js';
+import { randomPrefix, useRedisCluster } from './redis-harness.js';
 
-let cluster: RedisCluster | undefined;
-beforeAll(async () => {
-  cluster = await startCluster(3);
-}, 60_000);
-afterAll(async () => {
-  await cluster?.stop();
-});
+const redisCluster = useRedisCluster(3);
 
-const nodes = (): { host: string; port: number }[] => {
-  if (cluster === undefined) throw new Error('the cluster is not started');
-  return cluster.nodes;
-};
+const nodes = (): { host: string; port: number }[] => redisCluster.cluster.nodes;
 
 storeConformance('RedisStore on a 3-master Redis Cluster', () => new RedisStore({ cluster: nodes(), prefix: randomPrefix() }));
 

@@ -49,6 +49,13 @@ describe('RedisStore instances', () => {
     const keys = new Keys(prefix, 4);
     const onB = new Set(uids.filter((uid) => keys.partitionOf('job', uid) % 2 === 1));
     expect(onB.size).toBeGreaterThan(0);
+    // A store without onError: the started scheduler on it hears partition failures as 'error'.
+    const heard: Error[] = [];
+    const s3 = new Scheduler({ store: new RedisStore({ instances: urls(), prefix, partitions: 4, redisOptions: { maxRetriesPerRequest: 0, enableOfflineQueue: false } }) });
+    s3.on('error', (err) => heard.push(err));
+    schedulers.push(s3);
+    s3.define('job', (run) => void runs.push(run));
+    await s3.start();
     await b?.stop();
     const s2 = new Scheduler({ store });
     s2.on('error', () => undefined);
@@ -59,5 +66,7 @@ describe('RedisStore instances', () => {
     expect(runs.every((r) => !onB.has(r.uid))).toBe(true);
     expect(partitionErrors.length).toBeGreaterThan(0);
     expect(partitionErrors[0]).toMatchObject({ code: 'ERR_STORE' });
+    await waitFor(() => heard.some((err) => err.message.startsWith('RedisStore.claim:')), "a partition failure on the scheduler's error event", 20_000);
+    expect(heard.find((err) => err.message.startsWith('RedisStore.claim:'))).toMatchObject({ code: 'ERR_STORE' });
   }, 60_000);
 });

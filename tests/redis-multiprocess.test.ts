@@ -4,57 +4,27 @@
  * counts lines. No timing budgets: waits are generous and only for correctness.
  */
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { RedisStore, Scheduler } from '../src/index.js';
-import { sleep, waitFor } from './helpers.js';
-import { makeTmpDir, randomPrefix, readRuns, removeTmpDir, snapshotDist, spawnExecutor, useRedisServer, type Child, type ChildConfig } from './redis-harness.js';
+import { describe, expect, it } from 'vitest';
+import type { Scheduler } from '../src/index.js';
+import { countBy, sleep, waitFor } from './helpers.js';
+import { randomPrefix, readRuns, spawnExecutor, useChildSandbox, useRedisServer, type Child, type ChildConfig } from './redis-harness.js';
 
 const redis = useRedisServer();
-let snapshot = '';
-let tmp = '';
-const running: Child[] = [];
-const schedulers: Scheduler[] = [];
+const sandbox = useChildSandbox('mp');
 
-beforeAll(() => {
-  snapshot = snapshotDist();
-  tmp = makeTmpDir('mp');
-});
-
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((c) => c.stop()));
-  await Promise.all(schedulers.splice(0).map((s) => s.stop({ timeout: 2000 })));
-});
-
-afterAll(() => {
-  removeTmpDir(snapshot);
-  removeTmpDir(tmp);
-});
-
-async function executors(n: number, config: Omit<ChildConfig, 'url'>, skews: readonly number[] = []): Promise<Child[]> {
-  const started = await Promise.all(Array.from({ length: n }, (_, i) => spawnExecutor(snapshot, { ...config, url: redis.url, skewMs: skews[i] ?? 0 })));
-  running.push(...started);
-  return started;
+function executors(n: number, config: Omit<ChildConfig, 'url'>, skews: readonly number[] = []): Promise<Child[]> {
+  return sandbox.spawn(n, (i) => spawnExecutor(sandbox.snapshot, { ...config, url: redis.url, skewMs: skews[i] ?? 0 }));
 }
 
 /** A producer in this process (schedules, reports; runs nothing). */
-async function producer(prefix: string, cronLookahead?: number): Promise<Scheduler> {
-  const s = new Scheduler({ store: new RedisStore({ url: redis.url, prefix, ...(cronLookahead === undefined ? {} : { cronLookahead }) }) });
-  s.on('error', () => undefined);
-  schedulers.push(s);
-  await s.start({ execute: false });
-  return s;
-}
-
-function countBy<T>(items: readonly T[], key: (item: T) => string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const item of items) out.set(key(item), (out.get(key(item)) ?? 0) + 1);
-  return out;
+function producer(prefix: string, cronLookahead?: number): Promise<Scheduler> {
+  return sandbox.producer({ url: redis.url, prefix, ...(cronLookahead === undefined ? {} : { cronLookahead }) });
 }
 
 describe('RedisStore across processes', () => {
   it('4 executor processes run each of 5,000 one-shot occurrences exactly once', async () => {
     const prefix = randomPrefix();
-    const out = join(tmp, `${prefix}.log`);
+    const out = join(sandbox.tmp, `${prefix}.log`);
     await executors(4, { prefix, out, tasks: { job: {} } });
     const p = await producer(prefix);
     const uids = Array.from({ length: 5000 }, (_, i) => `u${i}`);
@@ -75,7 +45,7 @@ describe('RedisStore across processes', () => {
 
   it('4 executor processes on one `* * * * * *` cron for 20 s: every tick exactly once, no gaps', async () => {
     const prefix = randomPrefix();
-    const out = join(tmp, `${prefix}.log`);
+    const out = join(sandbox.tmp, `${prefix}.log`);
     // A short cron look-ahead makes the executors refill the precomputed due times often.
     await executors(4, { prefix, out, cronLookahead: 3, tasks: { tick: { options: { overlap: 'allow', misfire: 'run-all' } } } });
     const p = await producer(prefix, 3);
@@ -94,7 +64,7 @@ describe('RedisStore across processes', () => {
 
   it('kill -9 of an executor during a run: redelivered after the lease with attempt 2', async () => {
     const prefix = randomPrefix();
-    const out = join(tmp, `${prefix}.log`);
+    const out = join(sandbox.tmp, `${prefix}.log`);
     const config = { prefix, out, tasks: { slow: { hangFirstAttempt: true, options: { lease: 1500, retry: { attempts: 3, delay: 10 } } } } };
     const [victim] = await executors(1, config);
     const p = await producer(prefix);
@@ -114,7 +84,7 @@ describe('RedisStore across processes', () => {
 
   it('executors whose Date.now() is skewed by ±5 s neither duplicate nor miss nor run early', async () => {
     const prefix = randomPrefix();
-    const out = join(tmp, `${prefix}.log`);
+    const out = join(sandbox.tmp, `${prefix}.log`);
     await executors(4, { prefix, out, tasks: { job: {}, tick: { options: { overlap: 'allow', misfire: 'run-all' } } } }, [-5000, 5000, -2500, 2500]);
     const p = await producer(prefix);
     const uids = Array.from({ length: 400 }, (_, i) => `s${i}`);

@@ -30,6 +30,8 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   ERR_LEASE_LOST: 409,
   ERR_LOCK_HELD: 409,
   ERR_STOPPED: 503,
+  // Redis over maxmemory: the service is fine, the store is full; retry once memory frees.
+  ERR_STORE_OOM: 503,
 };
 
 /** fastify's error codes → schedkit's. */
@@ -65,7 +67,7 @@ export function toHttpError(err: unknown): HttpError {
     const status = STATUS_BY_CODE[err.code] ?? 500;
     const body: ErrorBody = { error: err.message, code: err.code };
     if (err instanceof ValidationError || err instanceof InvalidCronError) body.field = err.field;
-    return status >= 500 && err.code !== 'ERR_STOPPED' ? { status, body, fault: true } : { status, body, fault: false };
+    return status >= 500 && status !== 503 ? { status, body, fault: true } : { status, body, fault: false };
   }
   const e = (typeof err === 'object' && err !== null ? err : {}) as FastifyLikeError;
   if (Array.isArray(e.validation) && e.validation.length > 0) {

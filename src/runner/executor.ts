@@ -60,8 +60,13 @@ export class Executor {
   #claiming = false;
   #again = false;
   #stopped = true;
-  /** Store clock minus local clock, from the latest claim. */
-  #offset = 0;
+  /**
+   * The store's clock at the latest claim and `performance.now()` when its answer came: the
+   * store's time is estimated on the monotonic clock, so a jump of this host's wall clock
+   * between claims moves neither timers nor retry times (in-process stores tell it exactly).
+   */
+  #claimNow = Date.now();
+  #claimMono = performance.now();
   #completions: { completion: Completion; resolve: (s: CompletionStatus) => void; reject: (e: unknown) => void }[] = [];
   /** Runs whose handler is done and whose completion the store has not answered yet (they still hold their slot). */
   #completing = 0;
@@ -163,7 +168,7 @@ export class Executor {
         result = await this.#store.claim(request);
       } catch (err) {
         this.#error(err);
-        this.#arm(Date.now() + 1000 + this.#offset); // retry the store later, no hot loop
+        this.#arm(this.#storeNow() + 1000); // retry the store later, no hot loop
         return;
       }
       if (this.#stopped) {
@@ -173,7 +178,8 @@ export class Executor {
         }
         return;
       }
-      this.#offset = result.now - Date.now();
+      this.#claimNow = result.now;
+      this.#claimMono = performance.now();
       for (const lost of result.lost) {
         this.#emit('run:lost', { task: lost.task, uid: lost.uid, dueAt: new Date(lost.dueAt), attempt: lost.attempt, kind: lost.kind, requeued: lost.requeued, reason: 'lease expired' });
         const active = this.#find(lost.token);
@@ -214,8 +220,13 @@ export class Executor {
     return { tasks, limit: free, owner: this.#owner };
   }
 
+  /** The store's time now: exact for in-process stores, else estimated from the latest claim. */
+  #storeNow(): number {
+    return this.#store.nowSync?.() ?? this.#claimNow + (performance.now() - this.#claimMono);
+  }
+
   /** Arms the one timer for store time `at` (null = nothing pending; still wake within 30 s). */
-  #arm(at: number | null, storeNow = Date.now() + this.#offset): void {
+  #arm(at: number | null, storeNow = this.#storeNow()): void {
     this.#clearTimer();
     if (this.#stopped) return;
     const target = at ?? storeNow + MAX_WAIT_MS;
@@ -279,14 +290,15 @@ export class Executor {
         return controllerOf(run).signal;
       },
     };
-    const started = Date.now();
+    const started = this.#storeNow();
+    const startedMono = performance.now();
     let timer: NodeJS.Timeout | undefined;
     const timeout = def.config.timeout;
     if (timeout !== undefined) {
       timer = setTimeout(() => controllerOf(run).abort(new RunTimeoutError(claim.task, timeout)), timeout);
       timer.unref();
     }
-    if (this.#wants('run:start')) this.#emit('run:start', { ...event, startedAt: new Date(started + this.#offset) });
+    if (this.#wants('run:start')) this.#emit('run:start', { ...event, startedAt: new Date(started) });
     let result: JsonValue | null = null;
     let error: Error | undefined;
     try {
@@ -299,20 +311,20 @@ export class Executor {
     }
     const reason: unknown = run.controller?.signal.reason;
     if (error === undefined && run.controller?.signal.aborted === true && reason instanceof RunTimeoutError) error = reason;
-    const durationMs = Date.now() - started;
+    const durationMs = Math.round(performance.now() - startedMono);
     if (run.fenced) {
       if (error === undefined && reason instanceof Error) error = reason;
       this.#emit('run:failure', { ...event, error: error ?? new Error('lease lost'), durationMs, willRetry: false });
       return;
     }
-    const startedAt = started + this.#offset;
+    const startedAt = started;
     let completion: Completion;
     if (error === undefined) {
       completion = { token: claim.token, outcome: 'success', result, startedAt, durationMs };
     } else {
       const retry = def.config.retry;
       const willRetry = claim.attempt < retry.attempts;
-      const retryAt = willRetry ? Date.now() + this.#offset + retryDelay(retry, claim.attempt) : undefined;
+      const retryAt = willRetry ? this.#storeNow() + retryDelay(retry, claim.attempt) : undefined;
       completion = { token: claim.token, outcome: 'failure', error: error.message, startedAt, durationMs, retryAt };
     }
     let status: CompletionStatus;
@@ -334,7 +346,7 @@ export class Executor {
     } else {
       this.#emit('run:failure', { ...event, error, durationMs, willRetry: completion.retryAt !== undefined });
       if (completion.retryAt !== undefined) {
-        this.#emit('run:retry', { ...event, error, retryAt: new Date(completion.retryAt - this.#offset), nextAttempt: claim.attempt + 1 });
+        this.#emit('run:retry', { ...event, error, retryAt: new Date(completion.retryAt - this.#storeNow() + Date.now()), nextAttempt: claim.attempt + 1 });
       }
     }
   }

@@ -211,6 +211,18 @@ export interface Store {
   close(): Promise<void>;
   /** The store's clock (epoch ms). */
   now(): Promise<number>;
+  /**
+   * Optional capability of in-process stores: the store's clock, synchronously. Executors
+   * use it instead of estimating the store's time (from the latest claim plus a monotonic
+   * clock), which is what they do for remote stores.
+   */
+  nowSync?(): number;
+  /**
+   * Optional: failures the store handled in the background (a Redis partition that failed
+   * while the others answered). A started `Scheduler` listens and emits them as `error`.
+   * Returns the function that stops listening.
+   */
+  onBackgroundError?(listener: (err: Error) => void): () => void;
 
   /**
    * Creates or replaces the schedule `(task, uid)`; pending extra occurrences are dropped.

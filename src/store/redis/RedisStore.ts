@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { ClusterNode, ClusterOptions, Redis, RedisOptions } from 'ioredis';
 import { SchedkitError, StoreError, ValidationError } from '../../errors.js';
-import { toJson } from '../../json.js';
+import { ownEntry, setOwn, toJson } from '../../json.js';
 import type { ScheduleSpec } from '../../timing/spec.js';
 import {
   type ClaimRequest,
@@ -49,7 +49,10 @@ export interface RedisStoreOptions {
   partitions?: number;
   /** How many upcoming due times a cron schedule keeps precomputed (default 32). */
   cronLookahead?: number;
-  /** Called with errors of partitions that failed while others answered (default: a process warning). */
+  /**
+   * Called with errors of partitions that failed while others answered. Default: a started
+   * `Scheduler` on this store emits them as `error`; with none, a process warning.
+   */
   onError?: (err: Error) => void;
 }
 
@@ -80,7 +83,9 @@ const PROBE_SLACK_MS = 1;
 
 interface KnownDue {
   readonly key: string;
+  /** When it was learned: wall clock and monotonic clock (see isFresh). */
   readonly at: number;
+  readonly mono: number;
   /** #epoch when the claim that learned it began: any notification since makes it void. */
   readonly epoch: number;
   /** Per partition: next due time, null = nothing pending. */
@@ -90,6 +95,7 @@ interface KnownDue {
 interface ClaimHint {
   readonly key: string;
   readonly at: number;
+  readonly mono: number;
   readonly counts: (number[] | undefined)[];
   readonly nextDue: (number | null)[];
 }
@@ -126,6 +132,8 @@ export class RedisStore implements Store {
   readonly #keys: Keys;
   readonly #lookahead: number;
   readonly #listeners = new Set<(dueAt: number) => void>();
+  /** Who hears partition failures when no `onError` was given (started schedulers). */
+  readonly #errorListeners = new Set<(err: Error) => void>();
   #conn: Connections | undefined;
   #opening: Promise<void> | undefined;
   #refs = 0;
@@ -204,8 +212,12 @@ export class RedisStore implements Store {
       if (this.#listeners.size > 0) this.#listen(conn);
     } catch (err) {
       this.#conn = undefined;
+      // ioredis rejects a failed connect with a bare "Connection is closed."; the reason (wrong
+      // password, ACL, TLS, refused) came as the client's 'error' event: name it in the error.
+      const reason = conn.lastError;
       await conn.close().catch(() => undefined);
-      throw toStoreError('open', err);
+      if (err instanceof SchedkitError || reason === undefined || (err instanceof Error && err.message === reason.message)) throw toStoreError('open', err);
+      throw new StoreError(`RedisStore.open: ${err instanceof Error ? err.message : String(err)} (${reason.message})`, { cause: reason });
     }
   }
 
@@ -456,7 +468,7 @@ export class RedisStore implements Store {
       const key = tasks.map(([task]) => task).join('\u0000');
       const hint = this.#hint;
       this.#hint = undefined;
-      const backlog = hint !== undefined && hint.key === key && Date.now() - hint.at < BACKLOG_HINT_MS;
+      const backlog = hint !== undefined && hint.key === key && isFresh(hint.at, hint.mono, BACKLOG_HINT_MS);
       const known = this.#known;
       this.#known = undefined;
       const epoch = this.#epoch;
@@ -465,7 +477,7 @@ export class RedisStore implements Store {
         known !== undefined &&
         known.key === key &&
         known.epoch === epoch &&
-        Date.now() - known.at < PROBE_CACHE_MS &&
+        isFresh(known.at, known.mono, PROBE_CACHE_MS) &&
         this.#listeners.size > 0 &&
         this.#subscribed >= this.#c().shards.length;
       const failed = new Set<number>();
@@ -487,6 +499,10 @@ export class RedisStore implements Store {
               failures++;
               firstError ??= err;
               counts[p] = undefined;
+              // Not the due time its probe reported: that one is due now, and the claim just
+              // failed on it (Redis out of memory refuses the lease's write); the failures
+              // branch below brings us back within a second.
+              nextDue[p] = null;
               failed.add(p);
               return;
             }
@@ -567,17 +583,21 @@ export class RedisStore implements Store {
         await round(alloc);
       }
       if (refills.length > 0) await this.#refill(refills, request.tasks, now);
-      if (left <= 0 && runs.length > 0) this.#hint = { key, at: Date.now(), counts, nextDue };
+      if (left <= 0 && runs.length > 0) this.#hint = { key, at: Date.now(), mono: performance.now(), counts, nextDue };
       // Only what this claim probed (or knew, still valid) and claimed: not a backlog hint's older counts.
-      if (failures === 0 && !backlog) this.#known = { key, at: useKnown ? known.at : Date.now(), epoch, nextDue: nextDue.slice() };
+      if (failures === 0 && !backlog) {
+        this.#known = useKnown ? { key, at: known.at, mono: known.mono, epoch, nextDue: nextDue.slice() } : { key, at: Date.now(), mono: performance.now(), epoch, nextDue: nextDue.slice() };
+      }
       if (now === 0) now = this.#estimate();
       else this.#observe(now);
       let next: number | null = null;
       for (const d of nextDue) if (d !== null && (next === null || d < next)) next = d;
       if (failures > 0) {
-        // A partition did not answer: report it, and come back soon for it.
+        // A partition did not answer: report it, and come back soon for it. With nothing
+        // claimed, not at once (what is due may be due where claims fail, as when Redis is
+        // out of memory): that looped, claiming hundreds of times a second.
         this.#reportPartial(firstError);
-        next = next === null ? now + 1000 : Math.min(next, now + 1000);
+        next = next === null || runs.length === 0 ? now + 1000 : Math.min(next, now + 1000);
       }
       return { runs, skipped, lost, nextDueAt: next, now };
     });
@@ -634,7 +654,13 @@ export class RedisStore implements Store {
   #reportPartial(err: unknown): void {
     const error = toStoreError('claim', err);
     if (this.#options.onError !== undefined) this.#options.onError(error);
+    else if (this.#errorListeners.size > 0) for (const listener of this.#errorListeners) listener(error);
     else process.emitWarning(`schedkit: ${error.message}`, { code: 'SCHEDKIT_REDIS_PARTITION' });
+  }
+
+  onBackgroundError(listener: (err: Error) => void): () => void {
+    this.#errorListeners.add(listener);
+    return () => this.#errorListeners.delete(listener);
   }
 
   renew(tokens: readonly string[], leaseMs: number): Promise<boolean[]> {
@@ -763,7 +789,7 @@ export class RedisStore implements Store {
         }),
       );
       for (const { task, uid, entry } of entries) {
-        if (entry !== null) (out[task] ??= {})[uid] = entry;
+        if (entry !== null) setOwn(ownEntry(out, task, () => ({})), uid, entry);
       }
       return out;
     });
@@ -842,6 +868,20 @@ export class RedisStore implements Store {
   }
 }
 
+/**
+ * Whether what a claim learned at wall-clock time `at` (monotonic `mono`) is younger than `ms`
+ * by both clocks. A wall clock that jumped (either way) or a suspended machine makes it stale,
+ * so the next claim probes every partition: those scripts bring Redis's time back, which our
+ * estimate of it (from the wall clock) needs after a jump. Judged by the wall clock alone, a
+ * jump back of an hour kept it "fresh" for an hour, while the stale estimate filtered every
+ * partition out: the executors claimed nothing.
+ */
+function isFresh(at: number, mono: number, ms: number): boolean {
+  const wall = Date.now() - at;
+  const steady = performance.now() - mono;
+  return wall >= 0 && wall < ms && steady >= 0 && steady < ms;
+}
+
 function firstArgs(first: FirstDue): [string, string] {
   if ('at' in first) return ['at', String(first.at)];
   if ('in' in first) return ['in', String(first.in)];
@@ -855,5 +895,8 @@ function resultJson(result: unknown): Json {
 function toStoreError(operation: string, err: unknown): SchedkitError {
   if (err instanceof SchedkitError) return err;
   const message = err instanceof Error ? err.message : String(err);
+  // Redis over `maxmemory` (policy noeviction, or nothing left to evict) refuses writes with
+  // an `OOM ...` reply; a script is refused before its first write, so it changed nothing.
+  if (/^OOM\b/.test(message)) return new StoreError(`RedisStore.${operation}: Redis is out of memory and refused a write (${message})`, { cause: err, code: 'ERR_STORE_OOM' });
   return new StoreError(`RedisStore.${operation}: ${message}`, { cause: err });
 }

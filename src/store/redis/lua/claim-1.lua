@@ -35,6 +35,11 @@ local ntasks = tonumber(ARGV[7])
 local MAX_STEPS = 2000
 local runs, skipped, lost, refill = {}, {}, {}, {}
 local counter = 0
+-- Tokens are '<partition>.<nonce>.<salt>.<n>'. The salt makes them unique per execution, not
+-- per call: a client resends a command whose reply was lost with its connection (ioredis does),
+-- and a resent claim must not mint its first execution's tokens again: they would overwrite
+-- those leases, whose occurrences would then never complete nor be redelivered.
+local salt = nil
 
 -- ------------------------------------------------------------------ leases
 local expired = redis.call('ZRANGE', LEASES, '-inf', snow, 'BYSCORE', 'LIMIT', 0, 1000)
@@ -130,8 +135,9 @@ local function lease(task, pol, enc, gen, due_at, attempt, kind, s)
     end
     tk = nil
   end
+  if salt == nil then salt = fmt(redis.call('HINCRBY', META, 'seq', 1)) end
   counter = counter + 1
-  local token = partition .. '.' .. nonce .. '.' .. counter
+  local token = partition .. '.' .. nonce .. '.' .. salt .. '.' .. counter
   local exp = now + pol.lease
   new_tokens[#new_tokens + 1] = token
   new_info[token] = gen .. '|' .. fmt(due_at) .. '|' .. fmt(attempt) .. '|' .. kind .. '|' .. fmt(pol.attempts) .. '|' .. snow .. '|' .. enc
