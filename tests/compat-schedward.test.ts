@@ -13,6 +13,7 @@ import { MemoryStore, RedisStore, SchedkitError } from '../src/index.js';
 import { sleep, waitFor } from './helpers.js';
 import { makeTmpDir, randomPrefix, removeTmpDir, snapshotDist, useRedisServer } from './redis-harness.js';
 import { spawnCompatChild } from './fixtures/compat-spawn.js';
+import { kRunnerThreads } from '../src/compat/schedward/runners.js';
 
 const managers: TaskManager[] = [];
 function manager(options?: ConstructorParameters<typeof TaskManager>[0]): TaskManager {
@@ -292,7 +293,7 @@ describe('schedward behaviours (SEEDS-NOTES 000)', () => {
   });
 
   it('store failures reach the manager\'s error event instead of crashing', async () => {
-    const m = manager();
+    const m = manager({ store: new MemoryStore() });
     const errors: Error[] = [];
     m.on('error', (e) => errors.push(e));
     await launched(m);
@@ -300,6 +301,106 @@ describe('schedward behaviours (SEEDS-NOTES 000)', () => {
     m.task('x').timeout('u', 10);
     await waitFor(() => errors.length === 1, 'the reported error');
     expect((errors[0] as SchedkitError).code).toBe('ERR_STOPPED');
+  });
+});
+
+describe('schedward runner pool: launch(n) starts n runner threads that hold the timers', () => {
+  it('n real threads share the timers (id % n) and every timeout fires once, in due order per runner', async () => {
+    const m = manager();
+    await launched(m, 4);
+    const threads = m[kRunnerThreads];
+    expect(threads).toHaveLength(4);
+    expect(new Set(threads.map((w) => w.threadId)).size).toBe(4);
+    expect(m.runners).toEqual({ threads: 4, timers: [0, 0, 0, 0], crashed: 0 });
+    const fired: string[] = [];
+    m.task('t').on('timeout', (e) => fired.push(e.task_uid));
+    for (let i = 0; i < 100; i++) m.task('t').timeout(`u${i}`, 200 + i * 3);
+    await m.flush();
+    expect(m.runners?.timers).toEqual([25, 25, 25, 25]);
+    await waitFor(() => fired.length === 100, 'the 100 timeouts');
+    await sleep(100);
+    expect([...fired].sort()).toEqual(Array.from({ length: 100 }, (_, i) => `u${i}`).sort());
+    // u<i> got id i + 1, so runner (i + 1) % 4 held it; each runner fires its own in due order.
+    for (let r = 0; r < 4; r++) {
+      const order = fired.map((uid) => Number(uid.slice(1))).filter((i) => (i + 1) % 4 === r);
+      expect(order).toEqual([...order].sort((a, b) => a - b));
+    }
+    expect(m.runners?.timers).toEqual([0, 0, 0, 0]);
+    await stopped(m);
+    expect(m.runners).toBeNull();
+    expect(threads.every((w) => w.threadId === -1)).toBe(true); // terminated
+  });
+
+  it('replacing and clearing a uid disarms its timer in whichever runner held it', async () => {
+    const m = manager();
+    await launched(m, 3);
+    const fired: TimeoutResponse[] = [];
+    m.task('t').on('timeout', (e) => fired.push(e));
+    m.task('t').timeout('a', 150, { v: 1 });
+    m.task('t').timeout('a', 250, { v: 2 }); // replaces: another id, maybe another runner
+    m.task('t').timeout('b', 150);
+    m.task('t').clear('b');
+    await m.flush();
+    expect(m.runners?.timers.reduce((a, b) => a + b, 0)).toBe(1);
+    await waitFor(() => fired.length === 1, 'a');
+    await sleep(300);
+    expect(fired).toEqual([{ task_uid: 'a', timeout: 250, params: { v: 2 } }]);
+  });
+
+  it('does not copy bug: a runner that dies loses nothing — a new thread re-arms its timeouts', async () => {
+    const m = manager();
+    const errors: Error[] = [];
+    m.on('error', (e) => errors.push(e));
+    await launched(m, 4);
+    const fired: string[] = [];
+    m.task('t').on('timeout', (e) => fired.push(e.task_uid));
+    for (let i = 0; i < 40; i++) m.task('t').timeout(`u${i}`, 600);
+    await m.flush();
+    const victim = m[kRunnerThreads][1];
+    await victim?.terminate(); // the thread dies with its 10 timers
+    await waitFor(() => m.runners?.crashed === 1 && m.runners.threads === 4, 'the replacement runner');
+    expect(m.runners?.timers).toEqual([10, 10, 10, 10]);
+    expect(errors.map((e) => (e as SchedkitError).code)).toEqual(['ERR_WORKER_CRASHED']);
+    expect(errors[0]?.message).toContain('re-arms its 10 timeout(s)');
+    await waitFor(() => fired.length === 40, 'all 40 timeouts');
+    await sleep(200);
+    expect(new Set(fired).size).toBe(40);
+    expect(fired).toHaveLength(40);
+  });
+
+  it('recurring and disabled entries restored by loadTaskRegistry keep their kind in snapshots', async () => {
+    const m = manager();
+    await launched(m, 2);
+    const fired: TimeoutResponse[] = [];
+    m.task('r').on('timeout', (e) => fired.push(e));
+    const now = Date.now();
+    m.loadTaskRegistry({ r: { tick: { iat: now + 100, timeout: 100, every: 100, params: { n: 1 } }, off: { iat: now + 50, timeout: 50, enabled: false } } });
+    await waitFor(() => fired.length >= 3, 'three ticks');
+    expect(fired.every((e) => e.task_uid === 'tick' && e.timeout === 100 && (e.params as { n: number }).n === 1)).toBe(true);
+    (fired[0]?.params as { n: number }).n = 99; // each fire gets its own copy
+    expect((fired[1]?.params as { n: number }).n).toBe(1);
+    const reg = await snapshotOf(m);
+    expect(reg['r']?.['tick']).toMatchObject({ every: 100, timeout: 100, params: { n: 1 } });
+    expect(reg['r']?.['off']).toEqual({ iat: now + 50, timeout: 50, enabled: false });
+    expect(m.runners?.timers.reduce((a, b) => a + b, 0)).toBe(1); // the disabled one holds no timer
+  });
+
+  it('snapshots keep names such as __proto__ and constructor as plain entries (no prototype pollution)', async () => {
+    const m = manager();
+    await launched(m, 2);
+    m.task('__proto__').timeout('polluted', 60_000);
+    m.task('t').timeout('constructor', 60_000);
+    const reg = await snapshotOf(m);
+    expect(Object.keys(reg).sort()).toEqual(['__proto__', 't']);
+    expect(Object.keys(reg['__proto__'] ?? {})).toEqual(['polluted']);
+    expect(Object.keys(reg['t'] ?? {})).toEqual(['constructor']);
+    expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
+  });
+
+  it('refuses more runner threads than it can start (without a store)', () => {
+    const m = manager();
+    expect(() => m.launch(257)).toThrow(/at most 256/);
+    expect(m.running).toBe(false);
   });
 });
 

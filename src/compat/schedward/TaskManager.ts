@@ -1,13 +1,16 @@
 /**
- * schedward's `TaskManager` over schedkit's `Scheduler`.
+ * schedward's `TaskManager` over schedkit.
  *
  * schedward forks n runner processes that only hold timers; handlers run in the main
- * process. Here the timers live in the scheduler's store (one armed timer for the earliest
- * due time, never one per timeout), so `launch(n)` starts the scheduler and records n as
- * `numWorkers`; 'timeout' listeners run in this process, exactly as in schedward. With the
- * `store` option (a `MemoryStore` with a `file`, or a `RedisStore`) pending timeouts survive
- * `stop()` and crashes; without it each `launch()` gets a fresh in-memory store, and
+ * process. Here, by default, `launch(n)` starts n runner threads that only hold timers
+ * (see runners.ts): this thread keeps every pending timeout and each runner arms the
+ * timers of its share, so a runner that dies loses nothing — a fresh one re-arms its share.
  * `stop()` drops what was pending, as schedward does.
+ *
+ * With the `store` option (a `MemoryStore` with a `file`, or a `RedisStore`) the timeouts
+ * live in that store instead and a `Scheduler` fires them (n is its concurrency): pending
+ * timeouts survive `stop()` and crashes, and several managers on one store fire each once.
+ * 'timeout' listeners run in this process either way, exactly as in schedward.
  *
  * schedward's commands are synchronous and fire-and-forget; schedkit's are async. Commands
  * go through one queue in call order (consecutive `timeout()` calls of one task are
@@ -18,12 +21,15 @@
 import { EventEmitter } from 'node:events';
 import { SchedkitError, ValidationError } from '../../errors.js';
 import { Scheduler } from '../../scheduler.js';
-import { MemoryStore } from '../../store/memory/MemoryStore.js';
 import { loadRegistry } from '../../store/registry.js';
-import type { RegistryDump, Store } from '../../store/Store.js';
-import type { RunContext, ScheduleOptions, SchedulerOptions } from '../../types.js';
+import type { RegistryDump, ScheduleInput, Store } from '../../store/Store.js';
+import type { JsonValue } from '../../json.js';
+import type { RunContext, SchedulerOptions } from '../../types.js';
+import { MAX_DURATION_MS } from '../../timing/duration.js';
 import { checkName } from '../../validate.js';
 import { reportError } from '../shared.js';
+import { kRunnerThreads, RunnerPool, type PendingTimeout, type RunnerStats } from './runners.js';
+import type { Worker } from 'node:worker_threads';
 
 /** schedward's message, kept word for word (callers match on it). */
 export const IDLE_ERROR = 'Task manager is idle. Start a runners pool by using `launch()` method and wait for a callback';
@@ -58,11 +64,13 @@ export interface TaskRunnerRegistryDump {
 
 export interface TaskManagerOptions {
   /**
-   * Where timeouts live. Default: a new `MemoryStore()` for each `launch()` (pending
-   * timeouts end with `stop()`, as in schedward). Pass a persistent store to keep them.
+   * Where timeouts live. Default: in this process, with `launch(n)`'s n runner threads
+   * holding their timers (pending timeouts end with `stop()`, as in schedward). Pass a
+   * persistent store (`MemoryStore({ file })`, `RedisStore`) to keep them across stops and
+   * crashes; a `Scheduler` on that store then fires them.
    */
   store?: Store;
-  /** Other `Scheduler` options (concurrency, owner, defaults). */
+  /** Other `Scheduler` options (owner, defaults), used with `store` only. */
   scheduler?: Omit<SchedulerOptions, 'store'>;
 }
 
@@ -70,16 +78,40 @@ export interface TaskManagerEvents {
   error: [Error];
 }
 
+interface TimeoutCommand {
+  readonly kind: 'timeout';
+  readonly task: string;
+  readonly uid: string;
+  /** The delay asked for (ms, >= 0). */
+  readonly ms: number;
+  /** When `timeout()` was called: the due time is `at + ms`. */
+  readonly at: number;
+  readonly params: JsonValue | undefined;
+}
+
 type Command =
-  | { readonly kind: 'timeout'; readonly task: string; readonly options: ScheduleOptions }
+  | TimeoutCommand
   | { readonly kind: 'clear'; readonly task: string; readonly uid: string }
-  | { readonly kind: 'load'; readonly dump: RegistryDump }
+  | { readonly kind: 'load'; readonly inputs: readonly ScheduleInput[] }
   | { readonly kind: 'snapshot'; readonly done: (dump: TaskRunnerRegistryDump) => void; readonly fail: (err: unknown) => void };
 
 interface Queued {
-  readonly scheduler: Scheduler;
+  readonly backend: Backend;
   readonly started: Promise<boolean>;
   readonly command: Command;
+}
+
+/** Where a launched manager keeps its timeouts: its runner threads, or a store. */
+interface Backend {
+  readonly scheduler: Scheduler | undefined;
+  readonly runners: RunnerStats | null;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  define(name: string, schedule: TaskSchedule): void;
+  timeouts(task: string, commands: readonly TimeoutCommand[]): Promise<void> | void;
+  clear(task: string, uid: string): Promise<void> | void;
+  load(inputs: readonly ScheduleInput[]): Promise<void> | void;
+  snapshot(): Promise<RegistryDump> | RegistryDump;
 }
 
 /** Timeouts per store call when consecutive `timeout()` calls are batched. */
@@ -156,7 +188,7 @@ export class TaskSchedule extends EventEmitter {
 export class TaskManager extends EventEmitter<TaskManagerEvents> {
   readonly #options: TaskManagerOptions;
   readonly #schedules = new Map<string, TaskSchedule>();
-  #scheduler: Scheduler | undefined;
+  #backend: Backend | undefined;
   #running = false;
   #workers = 0;
   /** Start and stop, in call order: a `launch()` made while stopping waits for the stop. */
@@ -172,9 +204,9 @@ export class TaskManager extends EventEmitter<TaskManagerEvents> {
   }
 
   /**
-   * Starts the scheduler; `callback` runs once it is ready. `n` is recorded as `numWorkers`
-   * (schedward's runner count): timers live in the store, and listeners run in this process
-   * either way. Throws for `n <= 0` and when already running.
+   * Starts a pool of n runners; `callback` runs once all are ready. Without a `store`, the
+   * runners are n worker threads holding the timers; with one, a `Scheduler` on it with
+   * concurrency n. Throws for `n <= 0` and when already running.
    */
   launch(concurrency: number, callback?: () => void): void {
     this.launchAsync(concurrency).then(
@@ -183,7 +215,7 @@ export class TaskManager extends EventEmitter<TaskManagerEvents> {
     );
   }
 
-  /** Stops the scheduler once queued commands are stored; `callback` runs when it has stopped. */
+  /** Stops the runners once queued commands are applied; `callback` runs when they have stopped. */
   stop(callback?: () => void): void {
     if (!this.#running) {
       // Like schedward: stopping an idle manager calls back at once.
@@ -203,7 +235,7 @@ export class TaskManager extends EventEmitter<TaskManagerEvents> {
       checkName(name, 'task.name');
       schedule = new TaskSchedule(this, name);
       this.#schedules.set(name, schedule);
-      if (this.#scheduler !== undefined) this.#define(this.#scheduler, name, schedule);
+      this.#backend?.define(name, schedule);
     }
     return schedule;
   }
@@ -216,19 +248,12 @@ export class TaskManager extends EventEmitter<TaskManagerEvents> {
    */
   loadTaskRegistry(registry: TaskRunnerRegistryDump): void {
     this.#assertRunning();
-    loadRegistry(registry, 'loadTaskRegistry.registry');
     const now = Date.now();
-    const dump: RegistryDump = {};
-    for (const [task, entries] of Object.entries(registry)) {
-      this.task(task);
-      const out: RegistryDump[string] = {};
-      for (const [uid, entry] of Object.entries(entries)) {
-        const recurring = entry.every !== undefined || entry.cron !== undefined;
-        out[uid] = { ...(entry as RegistryDump[string][string]), timeout: recurring ? entry.timeout : Math.max(0, entry.iat - now) };
-      }
-      dump[task] = out;
-    }
-    this.#enqueue({ kind: 'load', dump });
+    const inputs = loadRegistry(registry, 'loadTaskRegistry.registry').map((input) =>
+      input.spec.kind === 'once' ? { ...input, timeout: 'at' in input.first ? Math.max(0, input.first.at - now) : input.timeout } : input,
+    );
+    for (const input of inputs) this.task(input.task);
+    this.#enqueue({ kind: 'load', inputs });
   }
 
   /** Calls back with a snapshot of every pending timeout (tasks without any are left out). */
@@ -239,7 +264,7 @@ export class TaskManager extends EventEmitter<TaskManagerEvents> {
     );
   }
 
-  /** schedkit extension: resolves when every command issued so far has reached the store. */
+  /** schedkit extension: resolves when every command issued so far has been applied. */
   async flush(): Promise<void> {
     while (this.#draining !== undefined) await this.#draining;
   }
@@ -259,9 +284,19 @@ export class TaskManager extends EventEmitter<TaskManagerEvents> {
     return [...this.#schedules.keys()];
   }
 
-  /** The underlying schedkit scheduler while running (events, reports, locks). */
+  /** With the `store` option: the underlying schedkit scheduler while running (events, reports, locks). */
   get scheduler(): Scheduler | undefined {
-    return this.#scheduler;
+    return this.#backend?.scheduler;
+  }
+
+  /** schedkit extension: the runner threads (threads alive, timers each holds, crashes); null with a `store` or when stopped. */
+  get runners(): RunnerStats | null {
+    return this.#backend?.runners ?? null;
+  }
+
+  /** @internal Test hook: the live runner threads. */
+  get [kRunnerThreads](): readonly Worker[] {
+    return this.#backend instanceof RunnerBackend ? this.#backend.threads : [];
   }
 
   // ------------------------------------------------------------ promise-based core
@@ -271,19 +306,25 @@ export class TaskManager extends EventEmitter<TaskManagerEvents> {
       throw new SchedkitError('ERR_VALIDATION', '`concurrency` parameter must be a positive integer');
     }
     if (this.#running) throw new SchedkitError('ERR_ALREADY_RUNNING', 'TaskManager already running');
-    const scheduler = new Scheduler({ ...this.#options.scheduler, store: this.#options.store ?? new MemoryStore() });
-    scheduler.on('error', (err) => reportError(this, err, 'schedward TaskManager'));
-    for (const [name, schedule] of this.#schedules) this.#define(scheduler, name, schedule);
-    this.#scheduler = scheduler;
+    if (concurrency > MAX_RUNNERS && this.#options.store === undefined) {
+      throw new SchedkitError('ERR_VALIDATION', `\`concurrency\` parameter must be at most ${MAX_RUNNERS} (runner threads)`);
+    }
+    const onError = (err: Error): void => reportError(this, err, 'schedward TaskManager');
+    const backend: Backend =
+      this.#options.store === undefined
+        ? new RunnerBackend(concurrency, this.#schedules, onError)
+        : new StoreBackend(new Scheduler({ concurrency, ...this.#options.scheduler, store: this.#options.store }), onError);
+    for (const [name, schedule] of this.#schedules) backend.define(name, schedule);
+    this.#backend = backend;
     this.#running = true;
     this.#workers = concurrency;
-    const start = this.#lifecycle.then(() => scheduler.start());
+    const start = this.#lifecycle.then(() => backend.start());
     this.#lifecycle = start.catch(() => undefined);
     this.#started = start.then(
       () => true,
       () => {
-        if (this.#scheduler === scheduler) {
-          this.#scheduler = undefined;
+        if (this.#backend === backend) {
+          this.#backend = undefined;
           this.#running = false;
           this.#workers = 0;
         }
@@ -294,14 +335,14 @@ export class TaskManager extends EventEmitter<TaskManagerEvents> {
   }
 
   protected stopAsync(): Promise<void> {
-    const scheduler = this.#scheduler;
-    if (!this.#running || scheduler === undefined) return this.#lifecycle;
+    const backend = this.#backend;
+    if (!this.#running || backend === undefined) return this.#lifecycle;
     this.#running = false;
     const stop = this.#lifecycle.then(async () => {
       await this.flush();
-      await scheduler.stop();
-      if (this.#scheduler === scheduler) {
-        this.#scheduler = undefined;
+      await backend.stop();
+      if (this.#backend === backend) {
+        this.#backend = undefined;
         this.#workers = 0;
       }
     });
@@ -322,11 +363,10 @@ export class TaskManager extends EventEmitter<TaskManagerEvents> {
     checkName(uid, 'timeout.task_uid');
     if (typeof timeout !== 'number' || Number.isNaN(timeout)) throw new ValidationError('timeout.timeout', 'must be a number of milliseconds');
     // Like setTimeout, a negative delay fires at once.
-    const ms = Math.max(0, Math.ceil(timeout));
-    const options: ScheduleOptions = { uid, in: ms };
+    const ms = Math.min(MAX_DURATION_MS, Math.max(0, Math.ceil(timeout)));
     // schedward copies params through JSON (`if (params)`: falsy params pass as they are).
-    if (params !== undefined) options.params = params ? (JSON.parse(JSON.stringify(params)) as unknown) : params;
-    this.#enqueue({ kind: 'timeout', task, options });
+    const copied = params === undefined ? undefined : params ? (JSON.parse(JSON.stringify(params)) as JsonValue) : (params as JsonValue);
+    this.#enqueue({ kind: 'timeout', task, uid, ms, at: Date.now(), params: copied });
   }
 
   /** @internal Called by `TaskSchedule.clear`. */
@@ -337,11 +377,11 @@ export class TaskManager extends EventEmitter<TaskManagerEvents> {
   }
 
   #assertRunning(): void {
-    if (!this.#running || this.#scheduler === undefined) throw new SchedkitError('ERR_IDLE', IDLE_ERROR);
+    if (!this.#running || this.#backend === undefined) throw new SchedkitError('ERR_IDLE', IDLE_ERROR);
   }
 
   #enqueue(command: Command): void {
-    this.#commands.push({ scheduler: this.#scheduler as Scheduler, started: this.#started, command });
+    this.#commands.push({ backend: this.#backend as Backend, started: this.#started, command });
     this.#draining ??= this.#drain().finally(() => {
       this.#draining = undefined;
     });
@@ -350,19 +390,19 @@ export class TaskManager extends EventEmitter<TaskManagerEvents> {
   async #drain(): Promise<void> {
     while (this.#commands.length > 0) {
       const head = this.#commands[0] as Queued;
-      // A batch: consecutive timeouts of one task for one scheduler go in one store call.
+      // A batch: consecutive timeouts of one task for one backend go in one call.
       let n = 1;
       if (head.command.kind === 'timeout') {
         while (n < this.#commands.length && n < BATCH) {
           const next = this.#commands[n] as Queued;
-          if (next.scheduler !== head.scheduler || next.command.kind !== 'timeout' || next.command.task !== head.command.task) break;
+          if (next.backend !== head.backend || next.command.kind !== 'timeout' || next.command.task !== head.command.task) break;
           n++;
         }
       }
       const batch = this.#commands.splice(0, n);
       try {
-        if (!(await head.started)) throw new SchedkitError('ERR_IDLE', `${IDLE_ERROR} (the scheduler failed to start)`);
-        await this.#run(head.scheduler, batch.map((b) => b.command));
+        if (!(await head.started)) throw new SchedkitError('ERR_IDLE', `${IDLE_ERROR} (the runners failed to start)`);
+        await this.#run(head.backend, batch.map((b) => b.command));
       } catch (err) {
         const cmd = head.command;
         if (cmd.kind === 'snapshot') cmd.fail(err);
@@ -371,36 +411,131 @@ export class TaskManager extends EventEmitter<TaskManagerEvents> {
     }
   }
 
-  async #run(scheduler: Scheduler, commands: Command[]): Promise<void> {
+  async #run(backend: Backend, commands: Command[]): Promise<void> {
     const head = commands[0] as Command;
     switch (head.kind) {
       case 'timeout':
-        await scheduler.scheduleMany(
-          head.task,
-          commands.map((c) => (c as Extract<Command, { kind: 'timeout' }>).options),
-        );
+        await backend.timeouts(head.task, commands as TimeoutCommand[]);
         return;
       case 'clear':
-        await scheduler.cancel(head.task, head.uid);
+        await backend.clear(head.task, head.uid);
         return;
       case 'load':
-        await scheduler.load(head.dump);
+        await backend.load(head.inputs);
         return;
       case 'snapshot': {
-        const dump = (await scheduler.snapshot()) as TaskRunnerRegistryDump;
+        const dump = (await backend.snapshot()) as TaskRunnerRegistryDump;
         // Called outside the queue: a callback that stops or reloads must not wait on itself.
         setImmediate(() => head.done(dump));
         return;
       }
     }
   }
+}
 
-  #define(scheduler: Scheduler, name: string, schedule: TaskSchedule): void {
+/** Runner threads at most (each is a V8 isolate of a few MB). */
+const MAX_RUNNERS = 256;
+
+/** Default: this thread keeps the timeouts, n runner threads hold their timers. */
+class RunnerBackend implements Backend {
+  readonly scheduler = undefined;
+  readonly #pool: RunnerPool;
+
+  constructor(n: number, schedules: ReadonlyMap<string, TaskSchedule>, onError: (err: Error) => void) {
+    this.#pool = new RunnerPool(
+      n,
+      (t: PendingTimeout) => {
+        const response: TimeoutResponse = { task_uid: t.uid, timeout: t.timeout };
+        if (t.params !== undefined) response.params = t.params as TimeoutParams;
+        schedules.get(t.task)?.emit('timeout', response);
+      },
+      onError,
+    );
+  }
+
+  get runners(): RunnerStats {
+    return this.#pool.stats;
+  }
+
+  get threads(): readonly Worker[] {
+    return this.#pool[kRunnerThreads];
+  }
+
+  start(): Promise<void> {
+    return this.#pool.start();
+  }
+
+  stop(): Promise<void> {
+    return this.#pool.stop();
+  }
+
+  define(): void {
+    // Listeners are looked up by task name when a timeout fires.
+  }
+
+  timeouts(task: string, commands: readonly TimeoutCommand[]): void {
+    for (const c of commands) this.#pool.setTimeout(task, c.uid, c.at + c.ms, c.ms, c.params);
+  }
+
+  clear(task: string, uid: string): void {
+    this.#pool.clear(task, uid);
+  }
+
+  load(inputs: readonly ScheduleInput[]): void {
+    this.#pool.load(inputs, Date.now());
+  }
+
+  snapshot(): RegistryDump {
+    return this.#pool.snapshot();
+  }
+}
+
+/** With the `store` option: a `Scheduler` on that store fires the timeouts. */
+class StoreBackend implements Backend {
+  readonly scheduler: Scheduler;
+  readonly runners = null;
+
+  constructor(scheduler: Scheduler, onError: (err: Error) => void) {
+    this.scheduler = scheduler;
+    scheduler.on('error', onError);
+  }
+
+  async start(): Promise<void> {
+    await this.scheduler.start();
+  }
+
+  stop(): Promise<void> {
+    return this.scheduler.stop();
+  }
+
+  define(name: string, schedule: TaskSchedule): void {
+    const scheduler = this.scheduler;
     scheduler.define(name, async (run: RunContext) => {
       const timeout = await timeoutOf(scheduler, run);
-      const params = run.params === undefined ? undefined : (structuredClone(run.params) as TimeoutParams);
-      schedule.emit('timeout', { task_uid: run.uid, timeout, params } satisfies TimeoutResponse);
+      const response: TimeoutResponse = { task_uid: run.uid, timeout };
+      if (run.params !== undefined) response.params = structuredClone(run.params) as TimeoutParams;
+      schedule.emit('timeout', response);
     });
+  }
+
+  async timeouts(task: string, commands: readonly TimeoutCommand[]): Promise<void> {
+    await this.scheduler.scheduleMany(
+      task,
+      commands.map((c) => (c.params === undefined ? { uid: c.uid, in: c.ms } : { uid: c.uid, in: c.ms, params: c.params })),
+    );
+  }
+
+  async clear(task: string, uid: string): Promise<void> {
+    await this.scheduler.cancel(task, uid);
+  }
+
+  async load(inputs: readonly ScheduleInput[]): Promise<void> {
+    await this.scheduler.ready();
+    await this.scheduler.store.upsertMany(inputs);
+  }
+
+  snapshot(): Promise<RegistryDump> {
+    return this.scheduler.snapshot();
   }
 }
 
