@@ -323,6 +323,16 @@ const jobs = {
     return { peer: 'schedkit', n };
   },
 
+  /** The same with `in` (the delay is kept, for snapshots: a hash per one-shot, as with params). */
+  async 'memory-in:schedkit'({ url, n }) {
+    const { scheduler } = await schedkitScheduler(url, 'mem', 1);
+    scheduler.define('bench', () => undefined);
+    await scheduler.start({ execute: false });
+    await scheduleOnce(scheduler, Array.from({ length: n }, (_, i) => ({ uid: `m${i}`, in: FAR_MS })));
+    await scheduler.stop();
+    return { peer: 'schedkit', n };
+  },
+
   async 'memory:bullmq'({ url, n }) {
     const { Queue } = bullmq();
     const queue = new Queue('mem', { connection: await newIoredis(url) });
@@ -476,18 +486,19 @@ export async function runRedisBench() {
       log(`steady ${peer}: scheduled in ${res.scheduleMs} ms; fired ${res.fired}/${res.n}, p50 ${fmt(res.p50, 2)} p99 ${fmt(res.p99, 2)} max ${fmt(res.max, 2)} ms`);
     }
     // 3) memory
-    for (const peer of CONFIG.only.includes('memory') ? peers : []) {
+    const memoryJobs = (CONFIG.only.includes('memory') ? peers : []).flatMap((peer) => (peer === 'schedkit' ? ['memory:schedkit', 'memory-in:schedkit'] : [`memory:${peer}`]));
+    for (const job of memoryJobs) {
       await redis.client.flushall();
       const before = await usedMemory(redis.client);
-      const res = await runWorker({ job: `memory:${peer}`, url: redis.url, n: CONFIG.memN }, distIndex, bullmqBase);
+      const res = await runWorker({ job, url: redis.url, n: CONFIG.memN }, distIndex, bullmqBase);
       if (res.crashed) {
-        failures.push(`memory:${peer}: worker crashed: ${res.error}`);
+        failures.push(`${job}: worker crashed: ${res.error}`);
         continue;
       }
       const after = await usedMemory(redis.client);
       const keys = await redis.client.dbsize();
-      results[`memory:${peer}`] = { ...res, before, after, keys, bytesPerJob: (after - before) / res.n };
-      log(`memory ${peer}: ${fmt((after - before) / res.n, 1)} B per one-shot (${fmtInt(keys)} keys)`);
+      results[job] = { ...res, before, after, keys, bytesPerJob: (after - before) / res.n };
+      log(`${job}: ${fmt((after - before) / res.n, 1)} B per one-shot (${fmtInt(keys)} keys)`);
     }
   } finally {
     await redis.client.quit().catch(() => undefined);
@@ -519,8 +530,10 @@ export async function runRedisBench() {
   const mS = results['memory:schedkit'];
   const mB = results['memory:bullmq'];
   const m = `3) memory ${fmtInt(CONFIG.memN)} one-shots in 1 h`;
-  addRow(m, 'used_memory B per one-shot', mS?.bytesPerJob, mB?.bytesPerJob, 1);
+  addRow(m, 'used_memory B per one-shot (schedkit: at)', mS?.bytesPerJob, mB?.bytesPerJob, 1);
   addRow(m, 'keys (DBSIZE)', mS?.keys, mB?.keys, 0);
+  const mIn = results['memory-in:schedkit'];
+  addRow(m, 'used_memory B per one-shot (schedkit: in)', mIn?.bytesPerJob, mB?.bytesPerJob, 1);
 
   const targets = [
     { target: `drain >= ${TARGETS.drainRatio}x BullMQ jobs/s`, value: dS && dB ? `${fmtInt(dS.jobsPerS)} vs ${fmtInt(dB.jobsPerS)} jobs/s = ${(dS.jobsPerS / dB.jobsPerS).toFixed(2)}x` : 'n/a', pass: dS && dB ? dS.jobsPerS >= TARGETS.drainRatio * dB.jobsPerS : null },
@@ -537,7 +550,7 @@ export async function runRedisBench() {
   out.push('');
   out.push('drain: clock runs from starting the consumer (store connected, jobs already in Redis) to the last completion acknowledged by Redis.');
   out.push('steady: lateness = handler start (sub-ms wall clock) - due time, both on this machine; all occurrences scheduled during the lead time before the first is due.');
-  out.push('memory: INFO used_memory after adding - before (empty db), / N; BullMQ jobs carry data {}, schedkit one-shots no params.');
+  out.push('memory: INFO used_memory after adding - before (empty db), / N; BullMQ jobs carry data {}, schedkit one-shots no params. A plain one-shot (at, no params) is one sorted-set member; one scheduled with in (its delay is kept for snapshots) or with params also has a hash.');
   out.push('');
   out.push('targets:');
   out.push(renderTable(['target', 'measured', 'verdict'], targets.map((t) => [t.target, t.value, t.pass === null ? 'NOT MEASURED' : t.pass ? 'PASS' : 'FAIL'])));

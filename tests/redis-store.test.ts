@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RedisStore, Scheduler } from '../src/index.js';
 import type { ClaimRequest, TaskPolicy } from '../src/store/index.js';
 import { HISTORY_LIMIT } from '../src/store/index.js';
-import { encodeId } from '../src/store/redis/keys.js';
+import { encodeId, Keys } from '../src/store/redis/keys.js';
 import { sleep, waitFor } from './helpers.js';
 import { randomPrefix, useRedisServer } from './redis-harness.js';
 
@@ -229,5 +229,103 @@ describe('RedisStore memory stays bounded', () => {
     await waitFor(async () => ((await s.get('r', 'p'))?.successes ?? 0) >= HISTORY_LIMIT + 5, 'many runs');
     const history = (await keysOf(store.prefix)).find((k) => k.includes('}:h:'));
     expect(await raw.llen(history as string)).toBeLessThanOrEqual(HISTORY_LIMIT);
+  });
+});
+
+describe('RedisStore plain one-shots (a due-set member, no hash)', () => {
+  const once = (uid: string, at: number, over: Record<string, unknown> = {}) => ({ task: 'p', uid, spec: { kind: 'once' as const }, first: { at }, enabled: true, timeout: 0, ...over });
+  const hashes = async (prefix: string): Promise<string[]> => (await keysOf(prefix)).filter((k) => k.includes('}:s:'));
+
+  it('is stored as its due-set member only, and reads back like any schedule (get, list, snapshot, clear)', async () => {
+    const store = await openStore({ partitions: 2 });
+    const at = (await store.now()) + 3_600_000;
+    for (let i = 0; i < 20; i++) await store.upsert(once(`u${i}`, at + i));
+    // A schedule that needs a hash keeps one: params, a delay to report (`in`), disabled.
+    await store.upsert(once('withParams', at, { params: { a: 1 } }));
+    await store.upsert({ ...once('delayed', 0), first: { in: 60_000 }, timeout: 60_000 });
+    await store.upsert(once('off', at, { enabled: false }));
+    expect((await hashes(store.prefix)).map((k) => k.slice(k.lastIndexOf(':') + 1)).sort()).toEqual(['pdelayed', 'poff', 'pwithParams']);
+    expect(await raw.zcard(new Keys(store.prefix, 2).due(new Keys(store.prefix, 2).partitionOf('p', 'u0'), 'p'))).toBeGreaterThan(0);
+
+    const plain = await store.get('p', 'u3');
+    expect(plain).toMatchObject({ task: 'p', uid: 'u3', spec: { kind: 'once' }, params: undefined, enabled: true, nextRunAt: at + 3, dueAt: at + 3, timeout: 0, pending: 0 });
+    expect(plain?.report).toMatchObject({ lastExecutedAt: null, attempts: 0, running: 0, successes: 0, failures: 0, history: [] });
+    expect(await store.get('p', 'nope')).toBeNull();
+
+    const listed = await store.list({ task: 'p' });
+    expect(listed.map((r) => r.uid).sort()).toEqual([...Array.from({ length: 20 }, (_, i) => `u${i}`), 'delayed', 'off', 'withParams'].sort());
+    expect(listed.find((r) => r.uid === 'u7')?.nextRunAt).toBe(at + 7);
+    expect(await store.list({ task: 'other' })).toEqual([]);
+
+    const dump = await store.snapshot();
+    expect(dump['p']?.['u5']).toEqual({ iat: at + 5, timeout: 0 });
+    expect(dump['p']?.['withParams']).toEqual({ iat: at, timeout: 0, params: { a: 1 } });
+    expect(Object.keys(dump['p'] ?? {})).toHaveLength(23);
+
+    expect(await store.clear()).toBe(23);
+    expect(await store.list()).toEqual([]);
+  });
+
+  it('becomes a hash when a run, an update or a trigger needs one; replacing and removing keep every rule', async () => {
+    const store = await openStore({ partitions: 1 });
+    const now = await store.now();
+    // Replaced by a plain one: still one schedule, at the new time.
+    await store.upsert(once('a', now + 60_000));
+    await store.upsert(once('a', now + 120_000));
+    expect((await store.list()).map((r) => [r.uid, r.nextRunAt])).toEqual([['a', now + 120_000]]);
+    // Replaced by one with params: the member goes, the hash carries it.
+    await store.upsert(once('a', now + 90_000, { params: { v: 2 } }));
+    expect(await store.list()).toHaveLength(1);
+    expect(await store.get('p', 'a')).toMatchObject({ params: { v: 2 }, nextRunAt: now + 90_000 });
+
+    // update(): the hash is made, the change applies.
+    await store.upsert(once('b', now + 60_000));
+    expect(await store.update('p', 'b', { enabled: false })).toMatchObject({ enabled: false, nextRunAt: now + 60_000 });
+    expect(await store.update('p', 'missing', { enabled: false })).toBeNull();
+    expect((await store.claim(request('p'))).runs).toEqual([]);
+
+    // trigger(): an extra occurrence now; the scheduled one stays.
+    await store.upsert(once('c', now + 60_000));
+    expect(await store.trigger('p', 'c')).toBe(true);
+    expect(await store.trigger('p', 'missing')).toBe(false);
+    const claimed = await store.claim(request('p'));
+    expect(claimed.runs.map((r) => [r.uid, r.kind])).toEqual([['c', 'trigger']]);
+    await store.complete([{ token: claimed.runs[0]?.token ?? '', outcome: 'success', startedAt: claimed.now, durationMs: 1 }]);
+    expect(await store.get('p', 'c')).toMatchObject({ nextRunAt: now + 60_000, report: { successes: 1 } });
+
+    // remove(): true once, then false.
+    await store.upsert(once('d', now + 60_000));
+    expect(await store.remove('p', 'd')).toBe(true);
+    expect(await store.remove('p', 'd')).toBe(false);
+    expect(await store.get('p', 'd')).toBeNull();
+  });
+
+  it('a due one is claimed with a lease and fenced as before; replacing it while it runs fences the old run', async () => {
+    const store = await openStore({ partitions: 1 });
+    const now = await store.now();
+    await store.upsert(once('x', now - 10));
+    await store.upsert(once('y', now - 5));
+    const first = await store.claim(request('p'));
+    expect(first.runs.map((r) => [r.uid, r.dueAt, r.attempt, r.kind])).toEqual([['x', now - 10, 1, 'scheduled'], ['y', now - 5, 1, 'scheduled']]);
+    expect(await store.get('p', 'x')).toMatchObject({ nextRunAt: null, report: { running: 1, attempts: 1 } });
+    // x replaced while it runs (a plain one again): the new one is its own incarnation.
+    await store.upsert(once('x', now + 60_000));
+    const [xRun, yRun] = first.runs;
+    expect(await store.complete([
+      { token: xRun?.token ?? '', outcome: 'success', startedAt: first.now, durationMs: 1 },
+      { token: yRun?.token ?? '', outcome: 'success', startedAt: first.now, durationMs: 1 },
+    ])).toEqual(['ok', 'ok']);
+    expect(await store.get('p', 'x')).toMatchObject({ nextRunAt: now + 60_000, report: { running: 0 } });
+    // y is finished: nothing of it is left.
+    expect(await store.get('p', 'y')).toBeNull();
+    expect((await hashes(store.prefix)).filter((k) => k.endsWith('py'))).toEqual([]);
+    // A lease that expires redelivers the plain one-shot (attempts 2) and says it was lost.
+    await store.upsert(once('z', now - 1));
+    const z1 = await store.claim(request('p', { leaseMs: 50, attempts: 2 }));
+    expect(z1.runs.map((r) => r.uid)).toEqual(['z']);
+    await sleep(120);
+    const z2 = await store.claim(request('p', { leaseMs: 50, attempts: 2 }));
+    expect(z2.lost.map((l) => [l.uid, l.requeued])).toEqual([['z', true]]);
+    expect(z2.runs.map((r) => [r.uid, r.attempt])).toEqual([['z', 2]]);
   });
 });

@@ -58,6 +58,8 @@ export interface RedisStoreOptions {
 
 type Json = string;
 
+/** Due-set members read per call when listing plain one-shots. */
+const PLAIN_BATCH = 1000;
 /** Upserts per script call. */
 const UPSERT_CHUNK = 500;
 /** Claim rounds per `claim()` after the probe (refills and budget re-allocation). */
@@ -356,8 +358,9 @@ export class RedisStore implements Store {
       const enc = encodeId(task, uid);
       const client = this.#c().forPartition(p);
       const [fields, history] = await Promise.all([client.hgetall(this.#keys.schedule(p, enc)), client.lrange(this.#keys.history(p, enc), 0, -1)]);
-      if (fields['g'] === undefined) return null;
-      return stateOf(task, uid, fields, history);
+      if (fields['g'] !== undefined) return stateOf(task, uid, fields, history);
+      const due = await client.zscore(this.#keys.due(p, task), enc);
+      return due === null ? null : stateOf(task, uid, plainFields(due), []);
     });
   }
 
@@ -374,6 +377,14 @@ export class RedisStore implements Store {
           if (fields['g'] !== undefined) out.push(stateOf(task, uid, fields, history));
         }),
       );
+      const hashed = new Set(keys.map(({ p, rest }) => `${p}|${rest}`));
+      await this.#plainOneShots(filter.task, (batch) => {
+        for (const { p, enc, due } of batch) {
+          if (hashed.has(`${p}|${enc}`)) continue;
+          const { task, uid } = decodeId(enc);
+          out.push(stateOf(task, uid, plainFields(due), []));
+        }
+      });
       return out;
     });
   }
@@ -791,6 +802,15 @@ export class RedisStore implements Store {
       for (const { task, uid, entry } of entries) {
         if (entry !== null) setOwn(ownEntry(out, task, () => ({})), uid, entry);
       }
+      const hashed = new Set(keys.map(({ p, rest }) => `${p}|${rest}`));
+      await this.#plainOneShots(undefined, (batch) => {
+        for (const { p, enc, due } of batch) {
+          if (hashed.has(`${p}|${enc}`)) continue;
+          const { task, uid } = decodeId(enc);
+          const entry = entryOf(plainFields(due));
+          if (entry !== null) setOwn(ownEntry(out, task, () => ({})), uid, entry);
+        }
+      });
       return out;
     });
   }
@@ -798,7 +818,16 @@ export class RedisStore implements Store {
   /** Deletes every key of the namespace except its metadata (SCAN + UNLINK in bounded batches). */
   clear(): Promise<number> {
     return this.#guard('clear', async () => {
+      // Plain one-shots have no hash: counted first, as the due-set members without one.
       let schedules = 0;
+      await this.#plainOneShots(undefined, async (batch) => {
+        // One batch is one due set: one partition, one slot.
+        const first = batch[0] as { p: number };
+        const pipeline = this.#c().forPartition(first.p).pipeline();
+        for (const { p, enc } of batch) pipeline.exists(this.#keys.schedule(p, enc));
+        const found = (await pipeline.exec()) ?? [];
+        schedules += found.filter(([err, n]) => err === null && n === 0).length;
+      });
       await this.#scanBatches(this.#keys.scanAll(), async (node, found) => {
         const mine = found.filter((key) => this.#keys.parse(key) !== null);
         schedules += mine.filter((key) => this.#keys.parse(key)?.type === 's').length;
@@ -825,6 +854,32 @@ export class RedisStore implements Store {
 
   #script(p: number, name: ScriptName, args: readonly (string | number)[]): Promise<unknown> {
     return run(this.#c().forPartition(p), name, [this.#keys.partitionMeta(p)], [this.#keys.base(p), this.#keys.channel, ...args]);
+  }
+
+  /**
+   * The members of the due sets (of one task, or all), in bounded batches (ZRANGE by rank,
+   * 1000 at a time): what finds plain one-shots, which have no hash (lua/includes/lib.lua,
+   * materialize). Callers skip the members whose schedule they found as a hash.
+   */
+  async #plainOneShots(task: string | undefined, each: (batch: { p: number; enc: string; due: string }[]) => Promise<void> | void): Promise<void> {
+    const sets = new Map<string, number>();
+    await this.#scanBatches(this.#keys.scanDue(task), (_node, keys) => {
+      for (const key of keys) {
+        const parsed = this.#keys.parse(key);
+        if (parsed !== null && parsed.type === 'd' && (task === undefined || parsed.rest === task)) sets.set(key, parsed.p);
+      }
+      return Promise.resolve();
+    });
+    for (const [key, p] of sets) {
+      const client = this.#c().forPartition(p);
+      for (let from = 0; ; from += PLAIN_BATCH) {
+        const flat = await client.zrange(key, from, from + PLAIN_BATCH - 1, 'WITHSCORES');
+        const batch: { p: number; enc: string; due: string }[] = [];
+        for (let i = 0; i + 1 < flat.length; i += 2) batch.push({ p, enc: flat[i] as string, due: flat[i + 1] as string });
+        if (batch.length > 0) await each(batch);
+        if (flat.length < 2 * PLAIN_BATCH) break;
+      }
+    }
   }
 
   /** SCANs every node for keys of this namespace matching `pattern`, deduplicated. */
@@ -880,6 +935,11 @@ function isFresh(at: number, mono: number, ms: number): boolean {
   const wall = Date.now() - at;
   const steady = performance.now() - mono;
   return wall >= 0 && wall < ms && steady >= 0 && steady < ms;
+}
+
+/** The fields of a plain one-shot kept as its due-set member only (a new incarnation, due at its score). */
+function plainFields(due: string): Record<string, string> {
+  return { g: '0', d: due };
 }
 
 function firstArgs(first: FirstDue): [string, string] {

@@ -11,7 +11,7 @@
 import { ValidationError } from '../../errors.js';
 
 /** Version of the key layout and script protocol; stored in the namespace's metadata. */
-export const FORMAT = '1';
+export const FORMAT = '2';
 
 export function checkPrefix(prefix: unknown): string {
   if (typeof prefix !== 'string' || prefix.length === 0) throw new ValidationError('RedisStore.prefix', 'must be a non-empty string');
@@ -87,6 +87,11 @@ export class Keys {
     return `${this.base(p)}:s:${enc}`;
   }
 
+  /** The due set of a task in partition p (ZSET enc -> due time). */
+  due(p: number, task: string): string {
+    return `${this.base(p)}:d:${task}`;
+  }
+
   history(p: number, enc: string): string {
     return `${this.base(p)}:h:${enc}`;
   }
@@ -106,6 +111,12 @@ export class Keys {
     const g = escapeGlob(this.prefix);
     const tail = task === undefined ? '*' : `${escapeGlob(`${Buffer.byteLength(task, 'utf8')}:${task}`)}*`;
     return `${g}:{${g}:*}:s:${tail}`;
+  }
+
+  /** SCAN pattern of due sets (every task's, or one task's), filter with `parse` (type 'd'). */
+  scanDue(task?: string): string {
+    const g = escapeGlob(this.prefix);
+    return `${g}:{${g}:*}:d:${task === undefined ? '*' : escapeGlob(task)}`;
   }
 
   /** Splits a key of this namespace into partition, type letter and rest; null when it is not one. */

@@ -110,7 +110,8 @@ local function flush_done()
 end
 
 -- Leases an occurrence. `s` is the schedule's state read by the caller: ru, tk, p (and
--- claimed = true for a one-shot's scheduled occurrence).
+-- claimed = true for a one-shot's scheduled occurrence; fresh = its due time when the
+-- one-shot had no hash yet, which is written here).
 local function lease(task, pol, enc, gen, due_at, attempt, kind, s)
   local h = skey(enc)
   local ru, tk = s.ru, s.tk
@@ -143,7 +144,9 @@ local function lease(task, pol, enc, gen, due_at, attempt, kind, s)
   new_info[token] = gen .. '|' .. fmt(due_at) .. '|' .. fmt(attempt) .. '|' .. kind .. '|' .. fmt(pol.attempts) .. '|' .. snow .. '|' .. enc
   new_exp[token] = fmt(exp)
   tk = tk and (tk .. ' ' .. token) or token
-  if s.claimed then
+  if s.fresh then
+    redis.call('HSET', h, 'g', gen, 'd', s.fresh, 'ru', ru + 1, 'tk', tk, 'lx', snow, 'at', fmt(attempt), 'cl', '1')
+  elseif s.claimed then
     redis.call('HSET', h, 'ru', ru + 1, 'tk', tk, 'lx', snow, 'at', fmt(attempt), 'cl', '1')
   else
     redis.call('HSET', h, 'ru', ru + 1, 'tk', tk, 'lx', snow, 'at', fmt(attempt))
@@ -245,12 +248,14 @@ local function take_scheduled(task, pol, dk, enc, due)
   local h = skey(enc)
   local f = redis.call('HMGET', h, 'g', 'k', 'ev', 'an', 'nx', 'ne', 'nv', 'en', 'ru', 'tk', 'p')
   local gen = f[1]
+  local state = { ru = num(f[9]) or 0, tk = f[10] or nil, p = f[11] or nil, claimed = false }
   if not gen then
-    redis.call('ZREM', dk, enc)
-    return nil
+    -- A plain one-shot, stored as this member only (lib: materialize): its hash is written
+    -- with the lease, as a new incarnation due at the member's score.
+    gen = fmt(redis.call('HINCRBY', META, 'gen', 1))
+    state.fresh = fmt(due)
   end
   local kind = f[2]
-  local state = { ru = num(f[9]) or 0, tk = f[10] or nil, p = f[11] or nil, claimed = false }
   local run_due = due
   if not kind then
     if done_key ~= dk then flush_done() end

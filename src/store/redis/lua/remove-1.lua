@@ -10,8 +10,9 @@
 local enc = ARGV[3]
 local h = skey(enc)
 local f = redis.call('HMGET', h, 'g', 'ru', 'pe')
-if not f[1] then return 0 end
 local task = task_of(enc)
+-- A plain one-shot without a hash (lib: materialize) is its due-set member only.
+if not f[1] then return redis.call('ZREM', dkey(task), enc) end
 redis.call('ZREM', dkey(task), enc)
 if (num(f[3]) or 0) > 0 then drop_extras(enc) end
 local ru = num(f[2]) or 0

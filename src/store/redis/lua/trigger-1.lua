@@ -8,7 +8,7 @@
 ]]
 --@include "lib"
 local enc = ARGV[3]
-local gen = redis.call('HGET', skey(enc), 'g')
+local gen = materialize(enc)
 if not gen then return 0 end
 local now = now_ms()
 push_extra(enc, gen, now, now, 1, 'trigger')

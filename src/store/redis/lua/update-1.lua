@@ -14,7 +14,7 @@
 --@include "spec"
 local enc = ARGV[3]
 local h = skey(enc)
-if redis.call('EXISTS', h) == 0 then return false end
+if not materialize(enc) then return false end
 local now = now_ms()
 if ARGV[8] == '1' then
   local kind, every, cron, tz, mode, val, list, ended = ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[15], ARGV[16]

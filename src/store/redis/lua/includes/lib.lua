@@ -9,7 +9,8 @@
     B:m          HASH   partition counters: gen (schedule incarnations), seq (occurrences)
     B:T          SET    names of the tasks that have had schedules here
     B:r          HASH   task -> runs holding a lease (current incarnations only)
-    B:s:<enc>    HASH   one schedule; enc = "<UTF-8 bytes of task>:<task><uid>"
+    B:s:<enc>    HASH   one schedule; enc = "<UTF-8 bytes of task>:<task><uid>"; absent for a
+                        plain one-shot not claimed yet (see materialize)
     B:h:<enc>    LIST   its run history, newest last, capped at HISTORY_LIMIT
     B:w:<enc>    LIST   occurrences held back by the overlap policy: "<at>|<occurrence>"
     B:d:<task>   ZSET   enc -> due time of the schedule's scheduled occurrence (enabled only)
@@ -166,6 +167,21 @@ local function drop_extras(enc)
   for _, m in ipairs(members) do
     if string.sub(m, -#suffix) == suffix and parse_occ(m).enc == enc then redis.call('ZREM', xk, m) end
   end
+end
+
+-- A plain one-shot (a due time only: no params, enabled, no delay to report, never claimed)
+-- is stored as its member of B:d:<task> and nothing else: no hash until a script needs one.
+-- This makes it (gen = a new incarnation, d = its due time) and returns its gen; nil when the
+-- schedule exists in neither form.
+local function materialize(enc)
+  local h = skey(enc)
+  local g = redis.call('HGET', h, 'g')
+  if g then return g end
+  local due = redis.call('ZSCORE', dkey(task_of(enc)), enc)
+  if not due then return nil end
+  g = fmt(redis.call('HINCRBY', META, 'gen', 1))
+  redis.call('HSET', h, 'g', g, 'd', due)
+  return g
 end
 
 local function delete_schedule(enc)
