@@ -23,6 +23,8 @@ interface ActiveRun {
   /** Set when the lease is gone (lost, superseded, or given back at stop): never complete. */
   fenced: boolean;
   settled: Promise<void>;
+  /** Whether the run still counts against its task's concurrency (until its handler is done). */
+  slot: boolean;
   /** Links of the executor's list of runs in progress. */
   prev: ActiveRun | null;
   next: ActiveRun | null;
@@ -68,7 +70,13 @@ export class Executor {
   #claimNow = Date.now();
   #claimMono = performance.now();
   #completions: { completion: Completion; resolve: (s: CompletionStatus) => void; reject: (e: unknown) => void }[] = [];
-  /** Runs whose handler is done and whose completion the store has not answered yet (they still hold their slot). */
+  /**
+   * Runs whose handler is done and whose completion the store has not answered yet. They keep
+   * their lease (renewed, fenced) until the store answers, but not their slot: the next claim
+   * goes out right behind their completion, so the store works on one batch while this
+   * process runs the next. At most `concurrency` of them at once, so a slow store bounds how
+   * far ahead we claim.
+   */
   #completing = 0;
   #flushing = false;
 
@@ -155,7 +163,8 @@ export class Executor {
   async #claimLoop(): Promise<void> {
     do {
       this.#again = false;
-      if (this.#count > this.#concurrency - this.#count && this.#completing < this.#count) {
+      const busy = this.#count - this.#completing;
+      if (busy > this.#concurrency - busy) {
         // Nearly full: runs started in this turn may be about to finish. Let them reach their
         // completion first, so #request sees those slots coming and claims once with them.
         await new Promise<void>((resolve) => setImmediate(resolve));
@@ -203,12 +212,10 @@ export class Executor {
   }
 
   #request(): ClaimRequest | null {
-    const free = this.#concurrency - this.#count;
+    // Slots are held by handlers still running; completions in flight bound how far ahead we
+    // claim (each wakes us when the store answers it).
+    const free = Math.min(this.#concurrency - (this.#count - this.#completing), 2 * this.#concurrency - this.#count);
     if (free <= 0) return null;
-    // More slots are about to free up (completions on their way) than are free: claim once
-    // they have, in one bigger batch, rather than a few now and the rest one round trip later.
-    // Each of those runs wakes us when it settles.
-    if (this.#completing > free) return null;
     const tasks = new Map<string, TaskPolicy>();
     for (const def of this.#tasks.values()) {
       const c = def.config;
@@ -262,16 +269,23 @@ export class Executor {
       if (prev !== undefined) this.#fence(prev, 'cancelled by a newer occurrence (overlap: cancel-previous)');
     }
     if (def === undefined) return; // cannot happen: we only claim defined tasks
-    const run: ActiveRun = { claim, def, controller: undefined, fenced: false, settled: Promise.resolve(), prev: null, next: this.#head };
+    const run: ActiveRun = { claim, def, controller: undefined, fenced: false, settled: Promise.resolve(), slot: true, prev: null, next: this.#head };
     if (this.#head !== null) this.#head.prev = run;
     this.#head = run;
     this.#count++;
     this.#runningByTask.set(claim.task, (this.#runningByTask.get(claim.task) ?? 0) + 1);
     run.settled = this.#execute(run).finally(() => {
       this.#unlink(run);
-      this.#runningByTask.set(claim.task, (this.#runningByTask.get(claim.task) ?? 1) - 1);
+      this.#freeSlot(run);
       this.wake();
     });
+  }
+
+  /** The run's handler is done: its task may start another (its lease lasts until the store answers). */
+  #freeSlot(run: ActiveRun): void {
+    if (!run.slot) return;
+    run.slot = false;
+    this.#runningByTask.set(run.claim.task, (this.#runningByTask.get(run.claim.task) ?? 1) - 1);
   }
 
   #fence(run: ActiveRun, reason: string): void {
@@ -328,6 +342,7 @@ export class Executor {
       completion = { token: claim.token, outcome: 'failure', error: error.message, startedAt, durationMs, retryAt };
     }
     let status: CompletionStatus;
+    this.#freeSlot(run);
     this.#completing++;
     try {
       status = await this.#complete(completion);
@@ -367,7 +382,11 @@ export class Executor {
         const batch = this.#completions;
         this.#completions = [];
         try {
-          const statuses = await this.#store.complete(batch.map((b) => b.completion));
+          const answer = this.#store.complete(batch.map((b) => b.completion));
+          // Their slots are free: claim now, right behind this completion (one store call
+          // after the other on the same connection, so the claim sees these runs settled).
+          this.wake();
+          const statuses = await answer;
           batch.forEach((b, i) => b.resolve(statuses[i] ?? 'lease-lost'));
         } catch (err) {
           for (const b of batch) b.reject(err);
