@@ -329,3 +329,65 @@ describe('RedisStore plain one-shots (a due-set member, no hash)', () => {
     expect(z2.runs.map((r) => [r.uid, r.attempt])).toEqual([['z', 2]]);
   });
 });
+
+describe('RedisStore lease groups (one expiry per task per claim call)', () => {
+  const base = (prefix: string): string => `${prefix}:{${prefix}:0}`;
+
+  it('runs claimed together share a group: renewed together, released one by one, the last takes the group with it', async () => {
+    const store = await openStore({ partitions: 1 });
+    const now = await store.now();
+    for (const uid of ['a', 'b', 'c']) await store.upsert({ task: 'g', uid, spec: { kind: 'once' }, first: { at: now - 10 }, enabled: true, timeout: 0 });
+    const claim = await store.claim(request('g', { leaseMs: 5_000 }));
+    const [a, b, c] = claim.runs;
+    if (a === undefined || b === undefined || c === undefined) throw new Error(`claimed ${claim.runs.length} runs`);
+    const group = a.token.slice(0, a.token.lastIndexOf('.'));
+    expect([b.token, c.token].map((t) => t.slice(0, t.lastIndexOf('.')))).toEqual([group, group]);
+    expect(new Set(claim.runs.map((r) => r.token)).size).toBe(3);
+    const B = base(store.prefix);
+    expect(await raw.zrange(`${B}:L`, 0, -1)).toEqual([group]);
+    expect(await raw.hgetall(`${B}:g`)).toEqual({ [group]: '3', [`${group}#`]: '3' });
+
+    expect(await store.complete([{ token: a.token, outcome: 'success', startedAt: claim.now, durationMs: 1 }])).toEqual(['ok']);
+    expect(await raw.hget(`${B}:g`, group)).toBe('2');
+    // Renewing moves the group's one expiry; a released token no longer renews.
+    const before = Number(await raw.zscore(`${B}:L`, group));
+    await sleep(20);
+    expect(await store.renew([b.token, c.token, a.token, `${group}.99`], 60_000)).toEqual([true, true, false, false]);
+    expect(Number(await raw.zscore(`${B}:L`, group))).toBeGreaterThan(before + 50_000);
+    // A completion given twice in one batch counts once.
+    expect(await store.complete([
+      { token: b.token, outcome: 'success', startedAt: claim.now, durationMs: 1 },
+      { token: b.token, outcome: 'success', startedAt: claim.now, durationMs: 1 },
+    ])).toEqual(['ok', 'lease-lost']);
+    expect(await raw.hget(`${B}:g`, group)).toBe('1');
+    expect(await store.complete([{ token: c.token, outcome: 'success', startedAt: claim.now, durationMs: 1 }])).toEqual(['ok']);
+    expect(await raw.exists(`${B}:L`, `${B}:g`, `${B}:l`)).toBe(0);
+    expect(await store.list({ task: 'g' })).toEqual([]);
+  });
+
+  it('an expired group is reaped whole: its unfinished runs are lost and redelivered, its finished ones stay done', async () => {
+    const store = await openStore({ partitions: 1 });
+    const now = await store.now();
+    for (const uid of ['a', 'b', 'c']) await store.upsert({ task: 'g', uid, spec: { kind: 'once' }, first: { at: now - 10 }, enabled: true, timeout: 0 });
+    const first = await store.claim(request('g', { leaseMs: 100, attempts: 2 }));
+    expect(first.runs).toHaveLength(3);
+    const [a] = first.runs;
+    expect(await store.complete([{ token: a?.token ?? '', outcome: 'success', startedAt: first.now, durationMs: 1 }])).toEqual(['ok']);
+    await sleep(200);
+    const second = await store.claim(request('g', { leaseMs: 30_000, attempts: 2 }));
+    expect(second.lost.map((l) => [l.uid, l.attempt, l.requeued]).sort()).toEqual([['b', 1, true], ['c', 1, true]]);
+    expect(second.runs.map((r) => [r.uid, r.attempt, r.kind]).sort()).toEqual([['b', 2, 'retry'], ['c', 2, 'retry']]);
+    // The expired tokens are fenced: neither renews nor completes.
+    const stale = first.runs.slice(1).map((r) => r.token);
+    expect(await store.renew(stale, 30_000)).toEqual([false, false]);
+    expect(await store.complete(stale.map((token) => ({ token, outcome: 'success' as const, startedAt: first.now, durationMs: 1 })))).toEqual(['lease-lost', 'lease-lost']);
+    const b = await store.get('g', 'b');
+    expect(b?.report).toMatchObject({ running: 1, attempts: 2 });
+    expect(b?.report.lastError).toContain('lease expired');
+    const B = base(store.prefix);
+    expect(await raw.zcard(`${B}:L`)).toBe(1); // the second claim's group only
+    expect(await store.complete(second.runs.map((r) => ({ token: r.token, outcome: 'success' as const, startedAt: second.now, durationMs: 1 })))).toEqual(['ok', 'ok']);
+    expect(await raw.exists(`${B}:L`, `${B}:g`, `${B}:l`)).toBe(0);
+    expect(await store.list({ task: 'g' })).toEqual([]);
+  });
+});

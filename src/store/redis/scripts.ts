@@ -2,7 +2,7 @@
  * The Lua scripts, one file per operation in ./lua (BullMQ style: `claim-1.lua` takes one
  * KEY), each opening with a header of its KEYS, ARGV and return value. Shared code lives in
  * ./lua/includes and is inlined where a script says `--@include "name"`. Scripts are
- * registered with ioredis `defineCommand` under a versioned name (`schedkit_v2_claim`), so
+ * registered with ioredis `defineCommand` under a versioned name (`schedkit_v3_claim`), so
  * two releases with different scripts can share one Redis.
  */
 import { readFileSync } from 'node:fs';
@@ -12,7 +12,7 @@ import { MAX_CATCHUP } from './codec.js';
 
 export type RedisClient = Redis | Cluster;
 
-const VERSION = 'v2';
+const VERSION = 'v3';
 const LUA_DIR = new URL('./lua/', import.meta.url);
 
 export const SCRIPT_FILES = {

@@ -34,67 +34,77 @@ local LOW = tonumber(ARGV[6])
 local ntasks = tonumber(ARGV[7])
 local MAX_STEPS = 2000
 local runs, skipped, lost, refill = {}, {}, {}, {}
-local counter = 0
--- Tokens are '<partition>.<nonce>.<salt>.<n>'. The salt makes them unique per execution, not
--- per call: a client resends a command whose reply was lost with its connection (ioredis does),
+-- Tokens are '<partition>.<nonce>.<salt>.<group>.<n>' (lib: lease groups). The salt makes
+-- them unique per execution, not per call: a client resends a command whose reply was lost with its connection (ioredis does),
 -- and a resent claim must not mint its first execution's tokens again: they would overwrite
 -- those leases, whose occurrences would then never complete nor be redelivered.
 local salt = nil
 
 -- ------------------------------------------------------------------ leases
-local expired = redis.call('ZRANGE', LEASES, '-inf', snow, 'BYSCORE', 'LIMIT', 0, 1000)
-for _, token in ipairs(expired) do
-  local v = redis.call('HGET', LEASE_INFO, token)
-  redis.call('HDEL', LEASE_INFO, token)
-  redis.call('ZREM', LEASES, token)
-  if v then
-    local l = parse_lease(v)
-    local h = skey(l.enc)
-    local f = redis.call('HMGET', h, 'g', 'ru', 'tk')
-    if f[1] == l.gen then
-      set_running(h, (num(f[2]) or 1) - 1, without_token(f[3], token))
-      run_delta(task_of(l.enc), -1)
-      local err = 'lease expired: the executor stopped renewing it (crashed, stalled or lost its connection)'
-      history(l.enc, l.dueAt, l.attempt, l.kind, 'lost', l.startedAt, now, nil, err)
-      redis.call('HSET', h, 'le', err, 'lf', snow)
-      local requeued = l.attempt < l.max
-      if requeued then
-        push_extra(l.enc, l.gen, l.dueAt, now, l.attempt + 1, 'retry')
-      else
-        redis.call('HINCRBY', h, 'ko', 1)
+-- Expired groups, whole (a group's runs share one expiry), until REAP_MAX runs were reaped.
+local REAP_MAX = 1000
+local reaped = 0
+local expired = redis.call('ZRANGE', LEASES, '-inf', snow, 'BYSCORE', 'LIMIT', 0, 100)
+for _, group in ipairs(expired) do
+  if reaped >= REAP_MAX then break end
+  local total = tonumber(redis.call('HGET', GROUPS, group .. '#')) or 0
+  redis.call('HDEL', GROUPS, group, group .. '#')
+  redis.call('ZREM', LEASES, group)
+  for n = 1, total do
+    local token = group .. '.' .. n
+    local v = redis.call('HGET', LEASE_INFO, token)
+    if v then
+      reaped = reaped + 1
+      redis.call('HDEL', LEASE_INFO, token)
+      local l = parse_lease(v)
+      local h = skey(l.enc)
+      local f = redis.call('HMGET', h, 'g', 'ru', 'tk')
+      if f[1] == l.gen then
+        set_running(h, (num(f[2]) or 1) - 1, without_token(f[3], token))
+        run_delta(task_of(l.enc), -1)
+        local err = 'lease expired: the executor stopped renewing it (crashed, stalled or lost its connection)'
+        history(l.enc, l.dueAt, l.attempt, l.kind, 'lost', l.startedAt, now, nil, err)
+        redis.call('HSET', h, 'le', err, 'lf', snow)
+        local requeued = l.attempt < l.max
+        if requeued then
+          push_extra(l.enc, l.gen, l.dueAt, now, l.attempt + 1, 'retry')
+        else
+          redis.call('HINCRBY', h, 'ko', 1)
+        end
+        lost[#lost + 1] = { token, l.enc, fmt(l.dueAt), fmt(l.attempt), l.kind, requeued and '1' or '0' }
+        settled(l.enc, now)
       end
-      lost[#lost + 1] = { token, l.enc, fmt(l.dueAt), fmt(l.attempt), l.kind, requeued and '1' or '0' }
-      settled(l.enc, now)
     end
   end
 end
 
 -- ------------------------------------------------------------------ helpers
 
--- Leases granted by this call are written to B:l and B:L in bulk at the end (flush_leases,
--- before anything reads them); until then a run cancelled in this same call (overlap
--- cancel-previous) is taken out of these instead.
-local new_tokens, new_info, new_exp = {}, {}, {}
+-- Leases granted by this call are written to B:l, B:L and B:g in bulk at the end
+-- (flush_leases, before anything reads them); until then a run cancelled in this same call
+-- (overlap cancel-previous) is taken out of these instead. One lease group per task.
+local new_tokens, new_info = {}, {}
+local groups, group_list = {}, {}
 local function flush_leases()
-  local info, exps = {}, {}
+  local info = {}
   for _, token in ipairs(new_tokens) do
     if new_info[token] then
       info[#info + 1] = token
       info[#info + 1] = new_info[token]
-      exps[#exps + 1] = new_exp[token]
-      exps[#exps + 1] = token
       if #info >= 1000 then
         redis.call('HSET', LEASE_INFO, unpack(info))
-        redis.call('ZADD', LEASES, unpack(exps))
-        info, exps = {}, {}
+        info = {}
       end
     end
   end
-  if #info > 0 then
-    redis.call('HSET', LEASE_INFO, unpack(info))
-    redis.call('ZADD', LEASES, unpack(exps))
+  if #info > 0 then redis.call('HSET', LEASE_INFO, unpack(info)) end
+  for _, g in ipairs(group_list) do
+    if g.live > 0 then
+      redis.call('ZADD', LEASES, g.exp, g.id)
+      redis.call('HSET', GROUPS, g.id, g.live, g.id .. '#', g.n)
+    end
   end
-  new_tokens, new_info, new_exp = {}, {}, {}
+  new_tokens, new_info, groups, group_list = {}, {}, {}, {}
 end
 
 -- One-shots taken off a task's due set, removed in one call per batch read (flush_done
@@ -121,10 +131,13 @@ local function lease(task, pol, enc, gen, due_at, attempt, kind, s)
       local v = new_info[token]
       if v then
         new_info[token] = nil
+        groups[task].live = groups[task].live - 1
       else
         v = redis.call('HGET', LEASE_INFO, token)
-        redis.call('HDEL', LEASE_INFO, token)
-        redis.call('ZREM', LEASES, token)
+        if v then
+          redis.call('HDEL', LEASE_INFO, token)
+          release_group(group_of(token), 1)
+        end
       end
       if v then
         local l = parse_lease(v)
@@ -137,12 +150,18 @@ local function lease(task, pol, enc, gen, due_at, attempt, kind, s)
     tk = nil
   end
   if salt == nil then salt = fmt(redis.call('HINCRBY', META, 'seq', 1)) end
-  counter = counter + 1
-  local token = partition .. '.' .. nonce .. '.' .. salt .. '.' .. counter
-  local exp = now + pol.lease
+  local g = groups[task]
+  if g == nil then
+    g = { id = partition .. '.' .. nonce .. '.' .. salt .. '.' .. (#group_list + 1), n = 0, live = 0, exp = fmt(now + pol.lease), max = fmt(pol.attempts) }
+    groups[task] = g
+    group_list[#group_list + 1] = g
+  end
+  g.n = g.n + 1
+  g.live = g.live + 1
+  local token = g.id .. '.' .. g.n
+  local exp = g.exp
   new_tokens[#new_tokens + 1] = token
-  new_info[token] = gen .. '|' .. fmt(due_at) .. '|' .. fmt(attempt) .. '|' .. kind .. '|' .. fmt(pol.attempts) .. '|' .. snow .. '|' .. enc
-  new_exp[token] = fmt(exp)
+  new_info[token] = gen .. '|' .. fmt(due_at) .. '|' .. fmt(attempt) .. '|' .. kind .. '|' .. g.max .. '|' .. snow .. '|' .. enc
   tk = tk and (tk .. ' ' .. token) or token
   if s.fresh then
     redis.call('HSET', h, 'g', gen, 'd', s.fresh, 'ru', ru + 1, 'tk', tk, 'lx', snow, 'at', fmt(attempt), 'cl', '1')
@@ -152,7 +171,7 @@ local function lease(task, pol, enc, gen, due_at, attempt, kind, s)
     redis.call('HSET', h, 'ru', ru + 1, 'tk', tk, 'lx', snow, 'at', fmt(attempt))
   end
   run_delta(task, 1)
-  return { token, enc, s.p or '', fmt(due_at), fmt(attempt), kind, fmt(exp), supersedes }
+  return { token, enc, s.p or '', fmt(due_at), fmt(attempt), kind, exp, supersedes }
 end
 
 local function skip(enc, due_at, reason)
@@ -246,8 +265,10 @@ end
 -- 'held' (cron list must be refilled first: left due, untouched).
 local function take_scheduled(task, pol, dk, enc, due)
   local h = skey(enc)
-  local f = redis.call('HMGET', h, 'g', 'k', 'ev', 'an', 'nx', 'ne', 'nv', 'en', 'ru', 'tk', 'p')
-  local gen = f[1]
+  -- Most due members of a drain are plain one-shots without a hash: one cheap probe first.
+  local gen = redis.call('HGET', h, 'g')
+  local f = {}
+  if gen then f = redis.call('HMGET', h, 'g', 'k', 'ev', 'an', 'nx', 'ne', 'nv', 'en', 'ru', 'tk', 'p') end
   local state = { ru = num(f[9]) or 0, tk = f[10] or nil, p = f[11] or nil, claimed = false }
   if not gen then
     -- A plain one-shot, stored as this member only (lib: materialize): its hash is written

@@ -13,17 +13,24 @@
 local now = now_ms()
 local n = tonumber(ARGV[3])
 local out = {}
--- The leases of the whole batch in two calls, and released in two calls at the end (nothing
--- below reads B:l or B:L); a token given twice in one batch is lost the second time.
+-- The leases of the whole batch in one call and one expiry read per lease group; released
+-- in bulk at the end (nothing below reads B:l, B:L or B:g); a token given twice in one batch
+-- is lost the second time.
 local tokens = {}
 for i = 0, n - 1 do tokens[#tokens + 1] = ARGV[3 + i * 7 + 1] end
-local infos, exps = {}, {}
+local infos, exps, group_exp = {}, {}, {}
 for from = 1, n, 1000 do
   local got = redis.call('HMGET', LEASE_INFO, unpack(tokens, from, math.min(n, from + 999)))
   for j, v in ipairs(got) do infos[from + j - 1] = v end
 end
 for i, token in ipairs(tokens) do
-  if infos[i] then exps[i] = redis.call('ZSCORE', LEASES, token) end
+  if infos[i] then
+    local g = group_of(token)
+    if g ~= nil then
+      if group_exp[g] == nil then group_exp[g] = redis.call('ZSCORE', LEASES, g) or false end
+      exps[i] = group_exp[g]
+    end
+  end
 end
 local released = {}
 local done = {}
@@ -76,11 +83,19 @@ for i = 0, n - 1 do
     out[#out + 1] = 'ok'
   end
 end
+local per_group, group_order = {}, {}
 for from = 1, #released, 1000 do
-  local chunk = { unpack(released, from, math.min(#released, from + 999)) }
-  redis.call('HDEL', LEASE_INFO, unpack(chunk))
-  redis.call('ZREM', LEASES, unpack(chunk))
+  redis.call('HDEL', LEASE_INFO, unpack(released, from, math.min(#released, from + 999)))
 end
+for _, token in ipairs(released) do
+  local g = group_of(token)
+  if per_group[g] == nil then
+    per_group[g] = 0
+    group_order[#group_order + 1] = g
+  end
+  per_group[g] = per_group[g] + 1
+end
+for _, g in ipairs(group_order) do release_group(g, per_group[g]) end
 flush_running()
 flush_wake()
 return out

@@ -1,5 +1,5 @@
 --[[
-  renew: extends leases that are still current (not expired by our clock).
+  renew: extends leases that are still current (not expired by our clock), by lease group.
 
   KEYS[1] B:m
   ARGV[1] B   ARGV[2] wake channel   ARGV[3] lease ms   ARGV[4..] tokens
@@ -9,13 +9,20 @@
 local now = now_ms()
 local exp = fmt(now + tonumber(ARGV[3]))
 local out = {}
+-- A token holds its lease while it is in B:l and its group has not expired (lib: lease groups).
+local live = {}
 for i = 4, #ARGV do
-  local cur = redis.call('ZSCORE', LEASES, ARGV[i])
-  if cur and tonumber(cur) > now then
-    redis.call('ZADD', LEASES, exp, ARGV[i])
-    out[#out + 1] = 1
-  else
-    out[#out + 1] = 0
+  local token = ARGV[i]
+  local g = group_of(token)
+  local ok = false
+  if g ~= nil and redis.call('HEXISTS', LEASE_INFO, token) == 1 then
+    if live[g] == nil then
+      local cur = redis.call('ZSCORE', LEASES, g)
+      live[g] = cur ~= false and tonumber(cur) > now
+      if live[g] then redis.call('ZADD', LEASES, exp, g) end
+    end
+    ok = live[g]
   end
+  out[#out + 1] = ok and 1 or 0
 end
 return out

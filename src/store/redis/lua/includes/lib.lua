@@ -15,8 +15,15 @@
     B:w:<enc>    LIST   occurrences held back by the overlap policy: "<at>|<occurrence>"
     B:d:<task>   ZSET   enc -> due time of the schedule's scheduled occurrence (enabled only)
     B:x:<task>   ZSET   occurrence -> when it may run (trigger, retry, catchup, buffered)
-    B:L          ZSET   lease token -> expiry
+    B:L          ZSET   lease group -> expiry
+    B:g          HASH   lease group -> runs of the group still holding their lease; and
+                        "<group>#" -> how many tokens the group was given (<group>.1 ... .n)
     B:l          HASH   lease token -> "<gen>|<dueAt>|<attempt>|<kind>|<maxAttempts>|<startedAt>|<enc>"
+  Leases are granted, renewed and expire by group: the runs of one task claimed in one claim
+  call share one group "<partition>.<nonce>.<salt>.<i>" and one expiry (they were granted
+  together, with the same lease length, to one executor, which renews them together). A
+  token is "<group>.<n>"; it holds its lease while it is in B:l and its group's expiry in B:L
+  is in the future. One sorted-set entry per claim call instead of one per run.
     B:k:<key>    STRING a lock (SET NX PX)
   occurrence = "<seq, 12 digits>|<gen>|<dueAt>|<attempt>|<kind>|<enc>" (seq first: FIFO among equal times)
 
@@ -38,6 +45,7 @@ local TASKS = B .. ':T'
 local RUNNING = B .. ':r'
 local LEASES = B .. ':L'
 local LEASE_INFO = B .. ':l'
+local GROUPS = B .. ':g'
 local HISTORY_LIMIT = {{HISTORY_LIMIT}}
 local MAX_CATCHUP = {{MAX_CATCHUP}}
 
@@ -89,6 +97,20 @@ local function join_times(arr, from)
   local parts = {}
   for i = from, #arr do parts[#parts + 1] = fmt(arr[i]) end
   return table.concat(parts, ',')
+end
+
+-- The lease group of a token "<group>.<n>".
+local function group_of(token)
+  return string.match(token, '^(.*)%.%d+$')
+end
+
+-- `k` runs of `group` gave their lease back (completed, cancelled or reaped); the group's
+-- entries go with its last one.
+local function release_group(group, k)
+  if redis.call('HINCRBY', GROUPS, group, -k) <= 0 then
+    redis.call('HDEL', GROUPS, group, group .. '#')
+    redis.call('ZREM', LEASES, group)
+  end
 end
 
 local function parse_lease(v)
