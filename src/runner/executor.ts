@@ -35,6 +35,36 @@ function controllerOf(run: ActiveRun): AbortController {
 }
 
 /**
+ * What a handler gets. A class, not an object literal with a getter: this is built once per
+ * run, and the literal (spread from the event) cost several microseconds each.
+ */
+class Context implements RunContext {
+  readonly task: string;
+  readonly uid: string;
+  readonly params: JsonValue | undefined;
+  readonly dueAt: Date;
+  readonly attempt: number;
+  readonly kind: RunContext['kind'];
+  readonly #run: ActiveRun;
+
+  constructor(run: ActiveRun) {
+    const claim = run.claim;
+    this.task = claim.task;
+    this.uid = claim.uid;
+    this.params = claim.params;
+    this.dueAt = new Date(claim.dueAt);
+    this.attempt = claim.attempt;
+    this.kind = claim.kind;
+    this.#run = run;
+  }
+
+  /** Made on first use: most runs never need an AbortController. */
+  get signal(): AbortSignal {
+    return controllerOf(this.#run).signal;
+  }
+}
+
+/**
  * Claims due occurrences from the store and runs their handlers in this process.
  * ONE timer, armed for the earliest due time the store reports (capped at 30 s, unref'd);
  * a store notification re-arms it when an earlier occurrence appears.
@@ -296,14 +326,9 @@ export class Executor {
 
   async #execute(run: ActiveRun): Promise<void> {
     const { claim, def } = run;
-    const event: RunEvent = { task: claim.task, uid: claim.uid, dueAt: new Date(claim.dueAt), attempt: claim.attempt, kind: claim.kind };
-    const ctx: RunContext = {
-      ...event,
-      params: claim.params,
-      get signal(): AbortSignal {
-        return controllerOf(run).signal;
-      },
-    };
+    const ctx = new Context(run);
+    // Event objects are built field by field: an object spread cost ~3 us per run here.
+    const event: RunEvent = { task: ctx.task, uid: ctx.uid, dueAt: ctx.dueAt, attempt: ctx.attempt, kind: ctx.kind };
     const started = this.#storeNow();
     const startedMono = performance.now();
     let timer: NodeJS.Timeout | undefined;
@@ -312,7 +337,7 @@ export class Executor {
       timer = setTimeout(() => controllerOf(run).abort(new RunTimeoutError(claim.task, timeout)), timeout);
       timer.unref();
     }
-    if (this.#wants('run:start')) this.#emit('run:start', { ...event, startedAt: new Date(started) });
+    if (this.#wants('run:start')) this.#emit('run:start', { task: event.task, uid: event.uid, dueAt: event.dueAt, attempt: event.attempt, kind: event.kind, startedAt: new Date(started) });
     let result: JsonValue | null = null;
     let error: Error | undefined;
     try {
@@ -357,7 +382,7 @@ export class Executor {
       return;
     }
     if (error === undefined) {
-      if (this.#wants('run:success')) this.#emit('run:success', { ...event, result, durationMs });
+      if (this.#wants('run:success')) this.#emit('run:success', { task: event.task, uid: event.uid, dueAt: event.dueAt, attempt: event.attempt, kind: event.kind, result, durationMs });
     } else {
       this.#emit('run:failure', { ...event, error, durationMs, willRetry: completion.retryAt !== undefined });
       if (completion.retryAt !== undefined) {

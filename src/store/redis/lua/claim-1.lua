@@ -261,6 +261,19 @@ local function advance(h, dk, enc, gen, kind, arr, nxt, enabled, ended)
   end
 end
 
+-- Incarnation numbers for plain one-shots claimed here, reserved from B:m in blocks (they
+-- need to be unique, not consecutive): one HINCRBY per block instead of one per run.
+local gen_next, gen_last = 1, 0
+local function new_gen()
+  if gen_next > gen_last then
+    gen_last = redis.call('HINCRBY', META, 'gen', 64)
+    gen_next = gen_last - 63
+  end
+  local g = gen_next
+  gen_next = g + 1
+  return fmt(g)
+end
+
 -- Takes the schedule's scheduled occurrence; returns a run, nil (skipped or held back) or
 -- 'held' (cron list must be refilled first: left due, untouched).
 local function take_scheduled(task, pol, dk, enc, due)
@@ -273,7 +286,7 @@ local function take_scheduled(task, pol, dk, enc, due)
   if not gen then
     -- A plain one-shot, stored as this member only (lib: materialize): its hash is written
     -- with the lease, as a new incarnation due at the member's score.
-    gen = fmt(redis.call('HINCRBY', META, 'gen', 1))
+    gen = new_gen()
     state.fresh = fmt(due)
   end
   local kind = f[2]

@@ -15,7 +15,7 @@ for i = 4, #ARGV do
   local token = ARGV[i]
   local g = group_of(token)
   local ok = false
-  if g ~= nil and redis.call('HEXISTS', LEASE_INFO, token) == 1 then
+  if g ~= nil and redis.call('HGET', LEASE_INFO, token) then
     if live[g] == nil then
       local cur = redis.call('ZSCORE', LEASES, g)
       live[g] = cur ~= false and tonumber(cur) > now
