@@ -391,3 +391,96 @@ describe('RedisStore lease groups (one expiry per task per claim call)', () => {
     expect(await store.list({ task: 'g' })).toEqual([]);
   });
 });
+
+describe('RedisStore plain one-shots run without a hash (lib: lift)', () => {
+  const once = (uid: string, at: number) => ({ task: 'q', uid, spec: { kind: 'once' as const }, first: { at }, enabled: true, timeout: 0 });
+  const base = (prefix: string): string => `${prefix}:{${prefix}:0}`;
+  const running = async (store: RedisStore): Promise<number> => (await store.depths()).get('q')?.running ?? 0;
+  const ok = (token: string, now: number) => ({ token, outcome: 'success' as const, startedAt: now, durationMs: 1 });
+
+  it('a claimed one is a B:o entry, read back as running by get, list, snapshot and clear; its success leaves nothing', async () => {
+    const store = await openStore({ partitions: 1 });
+    const now = await store.now();
+    await store.upsert(once('a', now - 10));
+    await store.upsert(once('b', now - 5));
+    const claim = await store.claim(request('q'));
+    expect(claim.runs.map((r) => r.uid)).toEqual(['a', 'b']);
+    const B = base(store.prefix);
+    expect(await raw.hgetall(`${B}:o`)).toEqual({ [encodeId('q', 'a')]: claim.runs[0]?.token, [encodeId('q', 'b')]: claim.runs[1]?.token });
+    expect(await raw.exists(`${B}:s:${encodeId('q', 'a')}`)).toBe(0);
+    const a = await store.get('q', 'a');
+    expect(a).toMatchObject({ nextRunAt: null, dueAt: now - 10, report: { running: 1, attempts: 1, lastExecutedAt: claim.now } });
+    expect((await store.list({ task: 'q' })).map((s) => [s.uid, s.report.running]).sort()).toEqual([['a', 1], ['b', 1]]);
+    expect(await store.list({ task: 'other' })).toEqual([]);
+    expect((await store.snapshot())['q']).toEqual({ a: { iat: now - 10, timeout: 0 }, b: { iat: now - 5, timeout: 0 } });
+    expect(await running(store)).toBe(2);
+    expect(await store.complete([ok(claim.runs[0]?.token ?? '', claim.now)])).toEqual(['ok']);
+    expect(await store.get('q', 'a')).toBeNull();
+    expect(await running(store)).toBe(1);
+    // A failure with no retry left ends it too.
+    expect(await store.complete([{ token: claim.runs[1]?.token ?? '', outcome: 'failure', error: 'x', startedAt: claim.now, durationMs: 1 }])).toEqual(['ok']);
+    expect(await running(store)).toBe(0);
+    expect(await keysOf(store.prefix)).not.toContain(`${B}:o`);
+    expect(await store.list()).toEqual([]);
+    // clear() counts those still running.
+    await store.upsert(once('c', now - 1));
+    expect((await store.claim(request('q'))).runs).toHaveLength(1);
+    expect(await store.clear()).toBe(1);
+  });
+
+  it('update, trigger, replace and remove lift a running one into a hash and keep every rule', async () => {
+    const store = await openStore({ partitions: 1 });
+    const now = await store.now();
+    for (const uid of ['u', 't', 'r', 'x']) await store.upsert(once(uid, now - 10));
+    const claim = await store.claim(request('q'));
+    const token = (uid: string): string => claim.runs.find((r) => r.uid === uid)?.token ?? '';
+    expect(claim.runs).toHaveLength(4);
+    const B = base(store.prefix);
+    // update: now a hash (running, claimed) with the new params; its run still completes it.
+    expect(await store.update('q', 'u', { params: { v: 2 } })).toMatchObject({ params: { v: 2 }, report: { running: 1 } });
+    expect(await raw.hexists(`${B}:o`, encodeId('q', 'u'))).toBe(0);
+    expect(await raw.hget(`${B}:s:${encodeId('q', 'u')}`, 'tk')).toBe(token('u'));
+    // trigger: the manual occurrence waits for the running run's completion, then runs.
+    expect(await store.trigger('q', 't')).toBe(true);
+    // replace: the old run is fenced (accepted, changes nothing); the new one is due later.
+    await store.upsert(once('r', now + 60_000));
+    // remove: gone at once; its run's completion changes nothing.
+    expect(await store.remove('q', 'x')).toBe(true);
+    expect(await store.get('q', 'x')).toBeNull();
+    expect(await running(store)).toBe(2); // u and t; r and x were fenced out
+    expect(await store.complete(['u', 't', 'r', 'x'].map((uid) => ok(token(uid), claim.now)))).toEqual(['ok', 'ok', 'ok', 'ok']);
+    expect(await running(store)).toBe(0);
+    expect(await store.get('q', 'u')).toBeNull();
+    expect(await store.get('q', 'x')).toBeNull();
+    expect(await store.get('q', 'r')).toMatchObject({ nextRunAt: now + 60_000, report: { running: 0 } });
+    const next = await store.claim(request('q'));
+    expect(next.runs.map((r) => [r.uid, r.kind])).toEqual([['t', 'trigger']]);
+    expect(await store.complete([ok(next.runs[0]?.token ?? '', next.now)])).toEqual(['ok']);
+    expect(await store.get('q', 't')).toBeNull();
+    expect(await raw.exists(`${B}:o`, `${B}:l`, `${B}:L`, `${B}:g`)).toBe(0);
+  });
+
+  it('a retry, an abandon and an expired lease lift it too: redelivered with the right attempt', async () => {
+    const store = await openStore({ partitions: 1 });
+    const now = await store.now();
+    for (const [uid, ago] of [['f', 30], ['g', 20], ['e', 10]] as const) await store.upsert(once(uid, now - ago));
+    const first = await store.claim(request('q', { attempts: 3, leaseMs: 30_000 }, 2));
+    expect(first.runs.map((r) => r.uid)).toEqual(['f', 'g']);
+    const [f, g] = first.runs;
+    expect(await store.complete([
+      { token: f?.token ?? '', outcome: 'failure', error: 'boom', startedAt: first.now, durationMs: 1, retryAt: first.now },
+      { token: g?.token ?? '', outcome: 'abandon', startedAt: 0, durationMs: 0 },
+    ])).toEqual(['ok', 'ok']);
+    expect(await store.get('q', 'f')).toMatchObject({ report: { running: 0, failures: 0, lastError: 'boom' } });
+    const expiring = await store.claim(request('q', { attempts: 3, leaseMs: 100 }, 1));
+    expect(expiring.runs.map((r) => r.uid)).toEqual(['e']);
+    await sleep(200);
+    const again = await store.claim(request('q', { attempts: 3, leaseMs: 30_000 }));
+    expect(again.lost.map((l) => [l.uid, l.requeued])).toEqual([['e', true]]);
+    expect(again.runs.map((r) => [r.uid, r.attempt, r.kind]).sort()).toEqual([['e', 2, 'retry'], ['f', 2, 'retry'], ['g', 1, 'scheduled']]);
+    expect((await store.get('q', 'e'))?.report.lastError).toContain('lease expired');
+    expect(await store.complete(again.runs.map((r) => ok(r.token, again.now)))).toEqual(['ok', 'ok', 'ok']);
+    expect(await store.list()).toEqual([]);
+    expect(await running(store)).toBe(0);
+  });
+});

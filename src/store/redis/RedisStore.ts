@@ -360,7 +360,9 @@ export class RedisStore implements Store {
       const [fields, history] = await Promise.all([client.hgetall(this.#keys.schedule(p, enc)), client.lrange(this.#keys.history(p, enc), 0, -1)]);
       if (fields['g'] !== undefined) return stateOf(task, uid, fields, history);
       const due = await client.zscore(this.#keys.due(p, task), enc);
-      return due === null ? null : stateOf(task, uid, plainFields(due), []);
+      if (due !== null) return stateOf(task, uid, plainFields(due), []);
+      const [running] = await this.#runningPlain(p, [enc]);
+      return running === undefined ? null : stateOf(task, uid, running.fields, []);
     });
   }
 
@@ -381,8 +383,16 @@ export class RedisStore implements Store {
       await this.#plainOneShots(filter.task, (batch) => {
         for (const { p, enc, due } of batch) {
           if (hashed.has(`${p}|${enc}`)) continue;
+          hashed.add(`${p}|${enc}`);
           const { task, uid } = decodeId(enc);
           out.push(stateOf(task, uid, plainFields(due), []));
+        }
+      });
+      await this.#eachRunningPlain((p, running) => {
+        for (const { enc, fields } of running) {
+          if (hashed.has(`${p}|${enc}`)) continue;
+          const { task, uid } = decodeId(enc);
+          if (filter.task === undefined || task === filter.task) out.push(stateOf(task, uid, fields, []));
         }
       });
       return out;
@@ -803,13 +813,18 @@ export class RedisStore implements Store {
         if (entry !== null) setOwn(ownEntry(out, task, () => ({})), uid, entry);
       }
       const hashed = new Set(keys.map(({ p, rest }) => `${p}|${rest}`));
+      const add = (p: number, enc: string, fields: Record<string, string>): void => {
+        if (hashed.has(`${p}|${enc}`)) return;
+        hashed.add(`${p}|${enc}`);
+        const { task, uid } = decodeId(enc);
+        const entry = entryOf(fields);
+        if (entry !== null) setOwn(ownEntry(out, task, () => ({})), uid, entry);
+      };
       await this.#plainOneShots(undefined, (batch) => {
-        for (const { p, enc, due } of batch) {
-          if (hashed.has(`${p}|${enc}`)) continue;
-          const { task, uid } = decodeId(enc);
-          const entry = entryOf(plainFields(due));
-          if (entry !== null) setOwn(ownEntry(out, task, () => ({})), uid, entry);
-        }
+        for (const { p, enc, due } of batch) add(p, enc, plainFields(due));
+      });
+      await this.#eachRunningPlain((p, running) => {
+        for (const { enc, fields } of running) add(p, enc, fields);
       });
       return out;
     });
@@ -827,6 +842,10 @@ export class RedisStore implements Store {
         for (const { p, enc } of batch) pipeline.exists(this.#keys.schedule(p, enc));
         const found = (await pipeline.exec()) ?? [];
         schedules += found.filter(([err, n]) => err === null && n === 0).length;
+      });
+      // So do plain one-shots running without a hash (their B:o entries).
+      await this.#eachRunningPlain((_p, running) => {
+        schedules += running.length;
       });
       await this.#scanBatches(this.#keys.scanAll(), async (node, found) => {
         const mine = found.filter((key) => this.#keys.parse(key) !== null);
@@ -880,6 +899,42 @@ export class RedisStore implements Store {
         if (flat.length < 2 * PLAIN_BATCH) break;
       }
     }
+  }
+
+  /**
+   * Plain one-shots of partition p running without a hash (lua/includes/lib.lua, lift): the
+   * fields their hash would have (running, claimed), from their lease info, for those of
+   * `encs` that are running so.
+   */
+  async #runningPlain(p: number, encs: readonly string[]): Promise<{ enc: string; fields: Record<string, string> }[]> {
+    if (encs.length === 0) return [];
+    const client = this.#c().forPartition(p);
+    const tokens = await client.hmget(this.#keys.plainRuns(p), ...encs);
+    const held = encs.flatMap((enc, i) => (tokens[i] === null || tokens[i] === undefined ? [] : [{ enc, token: tokens[i] }]));
+    if (held.length === 0) return [];
+    const infos = await client.hmget(this.#keys.leaseInfo(p), ...held.map((h) => h.token));
+    const out: { enc: string; fields: Record<string, string> }[] = [];
+    held.forEach(({ enc, token }, i) => {
+      const info = infos[i];
+      if (info === null || info === undefined) return; // finished meanwhile
+      // "<gen>|<dueAt>|<attempt>|<kind>|<maxAttempts>|<startedAt>|<enc>"
+      const [gen = '', due = '', attempt = '1', , , started = ''] = info.split('|', 6);
+      out.push({ enc, fields: { g: gen, d: due, ru: '1', tk: token, lx: started, at: attempt, cl: '1' } });
+    });
+    return out;
+  }
+
+  /**
+   * Every partition's plain one-shots running without a hash. Their B:o hash holds one entry
+   * per run in progress (bounded by the executors' concurrency): read whole, in batches.
+   */
+  async #eachRunningPlain(each: (p: number, running: { enc: string; fields: Record<string, string> }[]) => void): Promise<void> {
+    await Promise.all(
+      this.#all().map(async (p) => {
+        const encs = Object.keys(await this.#c().forPartition(p).hgetall(this.#keys.plainRuns(p)));
+        for (let i = 0; i < encs.length; i += PLAIN_BATCH) each(p, await this.#runningPlain(p, encs.slice(i, i + PLAIN_BATCH)));
+      }),
+    );
   }
 
   /** SCANs every node for keys of this namespace matching `pattern`, deduplicated. */

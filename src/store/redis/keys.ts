@@ -92,6 +92,16 @@ export class Keys {
     return `${this.base(p)}:d:${task}`;
   }
 
+  /** HASH enc -> lease token of the plain one-shots of partition p running without a hash (lua lib: lift). */
+  plainRuns(p: number): string {
+    return `${this.base(p)}:o`;
+  }
+
+  /** HASH lease token -> lease info of partition p. */
+  leaseInfo(p: number): string {
+    return `${this.base(p)}:l`;
+  }
+
   history(p: number, enc: string): string {
     return `${this.base(p)}:h:${enc}`;
   }

@@ -59,6 +59,7 @@ for _, group in ipairs(expired) do
       local l = parse_lease(v)
       local h = skey(l.enc)
       local f = redis.call('HMGET', h, 'g', 'ru', 'tk')
+      if not f[1] and lift(l.enc, token, v) then f = redis.call('HMGET', h, 'g', 'ru', 'tk') end
       if f[1] == l.gen then
         set_running(h, (num(f[2]) or 1) - 1, without_token(f[3], token))
         run_delta(task_of(l.enc), -1)
@@ -85,7 +86,12 @@ end
 -- (overlap cancel-previous) is taken out of these instead. One lease group per task.
 local new_tokens, new_info = {}, {}
 local groups, group_list = {}, {}
+-- Plain one-shots leased without a hash (lib: lift): enc, token, ...
+local new_plain = {}
 local function flush_leases()
+  for from = 1, #new_plain, 1000 do
+    redis.call('HSET', PLAIN_RUNS, unpack(new_plain, from, math.min(#new_plain, from + 999)))
+  end
   local info = {}
   for _, token in ipairs(new_tokens) do
     if new_info[token] then
@@ -104,7 +110,7 @@ local function flush_leases()
       redis.call('HSET', GROUPS, g.id, g.live, g.id .. '#', g.n)
     end
   end
-  new_tokens, new_info, groups, group_list = {}, {}, {}, {}
+  new_tokens, new_info, groups, group_list, new_plain = {}, {}, {}, {}, {}
 end
 
 -- One-shots taken off a task's due set, removed in one call per batch read (flush_done
@@ -120,8 +126,8 @@ local function flush_done()
 end
 
 -- Leases an occurrence. `s` is the schedule's state read by the caller: ru, tk, p (and
--- claimed = true for a one-shot's scheduled occurrence; fresh = its due time when the
--- one-shot had no hash yet, which is written here).
+-- claimed = true for a one-shot's scheduled occurrence; fresh = true when the one-shot had
+-- no hash: it runs without one, lib: lift).
 local function lease(task, pol, enc, gen, due_at, attempt, kind, s)
   local h = skey(enc)
   local ru, tk = s.ru, s.tk
@@ -164,7 +170,8 @@ local function lease(task, pol, enc, gen, due_at, attempt, kind, s)
   new_info[token] = gen .. '|' .. fmt(due_at) .. '|' .. fmt(attempt) .. '|' .. kind .. '|' .. g.max .. '|' .. snow .. '|' .. enc
   tk = tk and (tk .. ' ' .. token) or token
   if s.fresh then
-    redis.call('HSET', h, 'g', gen, 'd', s.fresh, 'ru', ru + 1, 'tk', tk, 'lx', snow, 'at', fmt(attempt), 'cl', '1')
+    new_plain[#new_plain + 1] = enc
+    new_plain[#new_plain + 1] = token
   elseif s.claimed then
     redis.call('HSET', h, 'ru', ru + 1, 'tk', tk, 'lx', snow, 'at', fmt(attempt), 'cl', '1')
   else
@@ -284,10 +291,10 @@ local function take_scheduled(task, pol, dk, enc, due)
   if gen then f = redis.call('HMGET', h, 'g', 'k', 'ev', 'an', 'nx', 'ne', 'nv', 'en', 'ru', 'tk', 'p') end
   local state = { ru = num(f[9]) or 0, tk = f[10] or nil, p = f[11] or nil, claimed = false }
   if not gen then
-    -- A plain one-shot, stored as this member only (lib: materialize): its hash is written
-    -- with the lease, as a new incarnation due at the member's score.
+    -- A plain one-shot, stored as this member only (lib: materialize): it runs as a new
+    -- incarnation without a hash (lib: lift).
     gen = new_gen()
-    state.fresh = fmt(due)
+    state.fresh = true
   end
   local kind = f[2]
   local run_due = due

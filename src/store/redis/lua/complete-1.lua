@@ -1,7 +1,8 @@
 --[[
   complete: settles runs, fenced by lease token: a token that is no longer a current,
   unexpired lease changes nothing ('lease-lost'). A run of a replaced or removed schedule
-  is accepted ('ok') but changes nothing either.
+  is accepted ('ok') but changes nothing either. A plain one-shot running without a hash
+  (lib: lift) is deleted outright when it succeeds or fails for good; lifted otherwise.
 
   KEYS[1] B:m
   ARGV[1] B   ARGV[2] wake channel   ARGV[3] n
@@ -32,7 +33,26 @@ for i, token in ipairs(tokens) do
     end
   end
 end
+-- Which of them are plain one-shots running without a hash (lib: lift), in one call.
+local plain = {}
+do
+  local encs, at = {}, {}
+  for i = 1, n do
+    if infos[i] and exps[i] and tonumber(exps[i]) > now then
+      encs[#encs + 1] = string.match(infos[i], '^[^|]*|[^|]*|[^|]*|[^|]*|[^|]*|[^|]*|(.*)$')
+      at[#at + 1] = i
+    end
+  end
+  for from = 1, #encs, 1000 do
+    local got = redis.call('HMGET', PLAIN_RUNS, unpack(encs, from, math.min(#encs, from + 999)))
+    for j, t in ipairs(got) do
+      local i = at[from + j - 1]
+      if t == tokens[i] then plain[i] = encs[from + j - 1] end
+    end
+  end
+end
 local released = {}
+local plain_done = {}
 local done = {}
 for i = 0, n - 1 do
   local a = 3 + i * 7
@@ -40,11 +60,20 @@ for i = 0, n - 1 do
   local started, duration, retry_at = ARGV[a + 5], ARGV[a + 6], ARGV[a + 7]
   local v = infos[i + 1]
   local exp = exps[i + 1]
+  local penc = plain[i + 1]
   if not v or not exp or tonumber(exp) <= now or done[token] then
     out[#out + 1] = 'lease-lost'
+  elseif penc and outcome ~= 'abandon' and not (outcome == 'failure' and retry_at ~= '') then
+    -- A plain one-shot's only run, finished: nothing of it is left (it had no hash).
+    done[token] = true
+    released[#released + 1] = token
+    plain_done[#plain_done + 1] = penc
+    run_delta(task_of(penc), -1)
+    out[#out + 1] = 'ok'
   else
     done[token] = true
     released[#released + 1] = token
+    if penc then lift(penc, token, v) end
     local l = parse_lease(v)
     local h = skey(l.enc)
     local f = redis.call('HMGET', h, 'g', 'ru', 'tk', 'pe', 'k', 'cl')
@@ -82,6 +111,9 @@ for i = 0, n - 1 do
     end
     out[#out + 1] = 'ok'
   end
+end
+for from = 1, #plain_done, 1000 do
+  redis.call('HDEL', PLAIN_RUNS, unpack(plain_done, from, math.min(#plain_done, from + 999)))
 end
 local per_group, group_order = {}, {}
 for from = 1, #released, 1000 do

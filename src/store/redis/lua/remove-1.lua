@@ -10,6 +10,8 @@
 local enc = ARGV[3]
 local h = skey(enc)
 local f = redis.call('HMGET', h, 'g', 'ru', 'pe')
+-- Running without a hash (lib: lift): removed like any running schedule.
+if not f[1] and lift(enc) then f = redis.call('HMGET', h, 'g', 'ru', 'pe') end
 local task = task_of(enc)
 -- A plain one-shot without a hash (lib: materialize) is its due-set member only.
 if not f[1] then return redis.call('ZREM', dkey(task), enc) end

@@ -33,6 +33,8 @@ for i = 0, n - 1 do
     local h = skey(enc)
     local task = task_of(enc)
     local old = redis.call('HMGET', h, 'g', 'ru', 'pe')
+    -- Running without a hash (lib: lift): replaced like any running schedule.
+    if not old[1] and lift(enc) then old = redis.call('HMGET', h, 'g', 'ru', 'pe') end
     if not known[task] then
       redis.call('SADD', TASKS, task)
       known[task] = true

@@ -19,6 +19,7 @@
     B:g          HASH   lease group -> runs of the group still holding their lease; and
                         "<group>#" -> how many tokens the group was given (<group>.1 ... .n)
     B:l          HASH   lease token -> "<gen>|<dueAt>|<attempt>|<kind>|<maxAttempts>|<startedAt>|<enc>"
+    B:o          HASH   enc -> lease token of a plain one-shot running without a hash (see lift)
   Leases are granted, renewed and expire by group: the runs of one task claimed in one claim
   call share one group "<partition>.<nonce>.<salt>.<i>" and one expiry (they were granted
   together, with the same lease length, to one executor, which renews them together). A
@@ -46,6 +47,7 @@ local RUNNING = B .. ':r'
 local LEASES = B .. ':L'
 local LEASE_INFO = B .. ':l'
 local GROUPS = B .. ':g'
+local PLAIN_RUNS = B .. ':o'
 local HISTORY_LIMIT = {{HISTORY_LIMIT}}
 local MAX_CATCHUP = {{MAX_CATCHUP}}
 
@@ -191,13 +193,33 @@ local function drop_extras(enc)
   end
 end
 
+-- A plain one-shot claimed from its due-set member runs without a hash either: its lease
+-- info (B:l) says all there is (gen, due time, attempt, start) and B:o maps it to its token;
+-- its completion just deletes those. Anything else that needs its hash (an update, a
+-- trigger, a replace or remove while it runs, a retry, an abandon, an expired lease) lifts
+-- it first: writes the hash it would have had (running, claimed) and drops its B:o entry.
+-- `token` and `info` are given when the caller has already taken them out of B:l. Returns
+-- the gen, or nil when `enc` is not running in that form.
+local function lift(enc, token, info)
+  local t = redis.call('HGET', PLAIN_RUNS, enc)
+  if not t or (token ~= nil and t ~= token) then return nil end
+  if info == nil then info = redis.call('HGET', LEASE_INFO, t) end
+  redis.call('HDEL', PLAIN_RUNS, enc)
+  if not info then return nil end
+  local l = parse_lease(info)
+  redis.call('HSET', skey(enc), 'g', l.gen, 'd', fmt(l.dueAt), 'ru', '1', 'tk', t, 'lx', fmt(l.startedAt), 'at', fmt(l.attempt), 'cl', '1')
+  return l.gen
+end
+
 -- A plain one-shot (a due time only: no params, enabled, no delay to report, never claimed)
 -- is stored as its member of B:d:<task> and nothing else: no hash until a script needs one.
--- This makes it (gen = a new incarnation, d = its due time) and returns its gen; nil when the
--- schedule exists in neither form.
+-- This makes it (gen = a new incarnation, d = its due time) and returns its gen (a running
+-- one is lifted); nil when the schedule exists in none of these forms.
 local function materialize(enc)
   local h = skey(enc)
   local g = redis.call('HGET', h, 'g')
+  if g then return g end
+  g = lift(enc)
   if g then return g end
   local due = redis.call('ZSCORE', dkey(task_of(enc)), enc)
   if not due then return nil end
