@@ -407,11 +407,7 @@ export class Executor {
         const batch = this.#completions;
         this.#completions = [];
         try {
-          const answer = this.#store.complete(batch.map((b) => b.completion));
-          // Their slots are free: claim now, right behind this completion (one store call
-          // after the other on the same connection, so the claim sees these runs settled).
-          this.wake();
-          const statuses = await answer;
+          const statuses = await this.#store.complete(batch.map((b) => b.completion));
           batch.forEach((b, i) => b.resolve(statuses[i] ?? 'lease-lost'));
         } catch (err) {
           for (const b of batch) b.reject(err);

@@ -167,18 +167,19 @@ local function lease(task, pol, enc, gen, due_at, attempt, kind, s)
   local token = g.id .. '.' .. g.n
   local exp = g.exp
   new_tokens[#new_tokens + 1] = token
-  new_info[token] = gen .. '|' .. fmt(due_at) .. '|' .. fmt(attempt) .. '|' .. kind .. '|' .. g.max .. '|' .. snow .. '|' .. enc
+  local sdue, sattempt = fmt(due_at), attempt == 1 and '1' or fmt(attempt)
+  new_info[token] = gen .. '|' .. sdue .. '|' .. sattempt .. '|' .. kind .. '|' .. g.max .. '|' .. snow .. '|' .. enc
   tk = tk and (tk .. ' ' .. token) or token
   if s.fresh then
     new_plain[#new_plain + 1] = enc
     new_plain[#new_plain + 1] = token
   elseif s.claimed then
-    redis.call('HSET', h, 'ru', ru + 1, 'tk', tk, 'lx', snow, 'at', fmt(attempt), 'cl', '1')
+    redis.call('HSET', h, 'ru', ru + 1, 'tk', tk, 'lx', snow, 'at', sattempt, 'cl', '1')
   else
-    redis.call('HSET', h, 'ru', ru + 1, 'tk', tk, 'lx', snow, 'at', fmt(attempt))
+    redis.call('HSET', h, 'ru', ru + 1, 'tk', tk, 'lx', snow, 'at', sattempt)
   end
   run_delta(task, 1)
-  return { token, enc, s.p or '', fmt(due_at), fmt(attempt), kind, exp, supersedes }
+  return { token, enc, s.p or '', sdue, sattempt, kind, exp, supersedes }
 end
 
 local function skip(enc, due_at, reason)
