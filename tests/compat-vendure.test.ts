@@ -137,6 +137,22 @@ describe('Vendure SchedulerStrategy (004)', () => {
     await expect(w.updateTask({ id: 'missing', enabled: true })).rejects.toThrow(/missing/);
   });
 
+  it('processes registering one task at once create it once and lose no trigger queued meanwhile', async () => {
+    const prefix = randomPrefix();
+    const ran: string[] = [];
+    const mk = () => new TestTask({ id: 'raced', schedule: '0 0 1 1 *', execute: () => Promise.resolve(ran.push('run')) });
+    worker(prefix, [mk()], { execute: true });
+    // Five servers register the task (none exists yet) and each triggers it at once: a
+    // registration that found no schedule and created it after another process had created
+    // it and queued a trigger replaced it, dropping that trigger.
+    const servers = Array.from({ length: 5 }, () => strategy(prefix, { execute: false }));
+    await Promise.all(servers.map((s) => s.triggerTask(mk())));
+    await waitFor(() => ran.length === 5, 'all five triggered runs');
+    await sleep(300);
+    expect(ran).toHaveLength(5);
+    expect((await cronReport(servers[0] as SchedkitSchedulerStrategy, 'raced')).successes).toBe(5);
+  });
+
   it('triggerTask runs the task at the soonest opportunity on a worker, not on the (server) process that triggered it', async () => {
     const prefix = randomPrefix();
     const ran: string[] = [];

@@ -25,7 +25,7 @@ import { RedisStore, type RedisStoreOptions } from '../../store/redis/RedisStore
 import type { Store } from '../../store/Store.js';
 import { getCron } from '../../timing/cron.js';
 import { parseDuration, type Duration } from '../../timing/duration.js';
-import type { TaskReport as SchedkitReport } from '../../types.js';
+import type { Lock, TaskReport as SchedkitReport } from '../../types.js';
 import { handled } from '../shared.js';
 import type { CronJob, Injector, ScheduledTask, SchedulerStrategy, TaskReport, UpdateScheduledTaskInput } from './types.js';
 
@@ -185,12 +185,20 @@ export class SchedkitSchedulerStrategy implements SchedulerStrategy {
     getCron(pattern, this.#timezone, `task "${id}" schedule`);
     const work = (this.#registrations.get(id) ?? Promise.resolve()).then(async () => {
       const producer = this.#producerScheduler();
-      const existing = await producer.get(id, UID);
-      if (existing !== null && existing.schedule.kind === 'cron' && existing.schedule.cron === pattern && existing.schedule.tz === this.#timezone) return;
-      // An update keeps `enabled` (set by updateTask on any worker) and queued triggers.
-      const timing = { cron: pattern, ...(this.#timezone === undefined ? {} : { tz: this.#timezone }) };
-      if (existing !== null) await producer.update(id, UID, { schedule: timing });
-      else await producer.schedule(id, { uid: UID, ...timing });
+      // Processes registering the same task at once would all find no schedule and all create
+      // it; a later creation replaces the earlier one and drops what was queued on it (a
+      // trigger from another process). So: one registration of a task at a time, everywhere.
+      const lock = await registrationLock(producer, id);
+      try {
+        const existing = await producer.get(id, UID);
+        if (existing !== null && existing.schedule.kind === 'cron' && existing.schedule.cron === pattern && existing.schedule.tz === this.#timezone) return;
+        // An update keeps `enabled` (set by updateTask on any worker) and queued triggers.
+        const timing = { cron: pattern, ...(this.#timezone === undefined ? {} : { tz: this.#timezone }) };
+        if (existing !== null) await producer.update(id, UID, { schedule: timing });
+        else await producer.schedule(id, { uid: UID, ...timing });
+      } finally {
+        await lock?.release();
+      }
     });
     this.#registrations.set(
       id,
@@ -294,5 +302,18 @@ function toJsonResult(result: unknown): unknown {
     return JSON.parse(JSON.stringify(result)) as unknown;
   } catch {
     return inspect(result, { depth: 2, breakLength: Infinity });
+  }
+}
+
+/**
+ * The lock that serializes registrations of task `id` across processes: waits for it (a
+ * holder that died frees it within its 10 s ttl), and after 15 s goes on without it.
+ */
+async function registrationLock(producer: Scheduler, id: string): Promise<Lock | null> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const lock = await producer.lock(`vendure-register:${id}`, { ttl: '10s' });
+    if (lock !== null || Date.now() > deadline) return lock;
+    await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
