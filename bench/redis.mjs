@@ -132,6 +132,12 @@ function statsDelta(a, b, n) {
   };
 }
 
+/** CPU time (user + system) this process spent since `start`, per job, in µs. */
+function nodeCpu(start, n) {
+  const c = process.cpuUsage(start);
+  return (c.user + c.system) / n;
+}
+
 async function newIoredis(url) {
   const { Redis } = await import('ioredis');
   return new Redis(url, { maxRetriesPerRequest: null, lazyConnect: false });
@@ -182,16 +188,18 @@ const jobs = {
     await admin.config('RESETSTAT');
     const s0 = await redisStats(admin);
     const t1 = performance.now();
+    const c1 = process.cpuUsage();
     await scheduler.start();
     await Promise.race([finished, sleep(300_000)]);
     const ms = performance.now() - t1;
+    const nodeCpuUsPerJob = nodeCpu(c1, n);
     const s1 = await redisStats(admin);
     const errorsDuringDrain = errors.slice(0, 3); // not those of a claim cut short by stop()
     if (process.env.BENCH_REDIS_CMDSTATS === '1') process.stderr.write(`${(await admin.info('commandstats')).replace(/\r/g, '')}\n`);
     await scheduler.stop();
     await store.close();
     await admin.quit();
-    return { peer: 'schedkit', n, ran, done, dup, addMs, ms, jobsPerS: (done * 1000) / ms, errors: errorsDuringDrain, ...statsDelta(s0, s1, n) };
+    return { peer: 'schedkit', n, ran, done, dup, addMs, ms, jobsPerS: (done * 1000) / ms, errors: errorsDuringDrain, nodeCpuUsPerJob, ...statsDelta(s0, s1, n) };
   },
 
   async 'drain:bullmq'({ url, n, concurrency }) {
@@ -229,14 +237,16 @@ const jobs = {
     await admin.config('RESETSTAT');
     const s0 = await redisStats(admin);
     const t1 = performance.now();
+    const c1 = process.cpuUsage();
     void worker.run();
     await Promise.race([finished, sleep(300_000)]);
     const ms = performance.now() - t1;
+    const nodeCpuUsPerJob = nodeCpu(c1, n);
     const s1 = await redisStats(admin);
     await worker.close();
     await queue.close();
     await admin.quit();
-    return { peer: 'bullmq', n, ran, done, dup, addMs, ms, jobsPerS: (done * 1000) / ms, errors: [], ...statsDelta(s0, s1, n) };
+    return { peer: 'bullmq', n, ran, done, dup, addMs, ms, jobsPerS: (done * 1000) / ms, errors: [], nodeCpuUsPerJob, ...statsDelta(s0, s1, n) };
   },
 
   async 'steady:schedkit'({ url, rate, seconds, leadMs, concurrency }) {
@@ -474,7 +484,7 @@ export async function runRedisBench() {
       if (res === undefined) continue;
       if (res.done !== CONFIG.n || res.ran !== CONFIG.n || res.dup > 0) failures.push(`drain:${peer}: completed ${res.done}, ran ${res.ran} (${res.dup} twice) of ${CONFIG.n}`);
       results[`drain:${peer}`] = res;
-      log(`drain ${peer}: ${fmtInt(res.jobsPerS)} jobs/s (${fmt(res.ms, 0)} ms for ${fmtInt(res.done)}; add ${fmt(res.addMs, 0)} ms); ${fmt(res.commandsPerJob, 1)} Redis commands/job, ${fmt(res.redisCpuUsPerJob, 1)} µs Redis CPU/job`);
+      log(`drain ${peer}: ${fmtInt(res.jobsPerS)} jobs/s (${fmt(res.ms, 0)} ms for ${fmtInt(res.done)}; add ${fmt(res.addMs, 0)} ms); ${fmt(res.commandsPerJob, 1)} Redis commands/job, ${fmt(res.redisCpuUsPerJob, 1)} µs Redis CPU/job, ${fmt(res.nodeCpuUsPerJob, 1)} µs Node CPU/job`);
     }
     // 2) steady
     for (const peer of CONFIG.only.includes('steady') ? peers : []) {
@@ -520,6 +530,7 @@ export async function runRedisBench() {
   addRow(d, 'Redis commands/job (incl. in Lua)', dS?.commandsPerJob, dB?.commandsPerJob, 2);
   addRow(d, 'script calls/job (EVALSHA)', dS?.scriptCallsPerJob, dB?.scriptCallsPerJob, 3);
   addRow(d, 'Redis CPU µs/job (used_cpu)', dS?.redisCpuUsPerJob, dB?.redisCpuUsPerJob, 1);
+  addRow(d, 'Node CPU µs/job (consumer process)', dS?.nodeCpuUsPerJob, dB?.nodeCpuUsPerJob, 1);
   const sS = results['steady:schedkit'];
   const sB = results['steady:bullmq'];
   const st = `2) steady ${fmtInt(CONFIG.rate)}/s x ${CONFIG.seconds} s`;
