@@ -406,7 +406,10 @@ describe('RedisStore plain one-shots run without a hash (lib: lift)', () => {
     const claim = await store.claim(request('q'));
     expect(claim.runs.map((r) => r.uid)).toEqual(['a', 'b']);
     const B = base(store.prefix);
-    expect(await raw.hgetall(`${B}:o`)).toEqual({ [encodeId('q', 'a')]: claim.runs[0]?.token, [encodeId('q', 'b')]: claim.runs[1]?.token });
+    // Field "~" keeps B:o (and B:l) a hash table while runs are in it (lib: hashtable).
+    expect(await raw.hgetall(`${B}:o`)).toEqual({ '~': '~'.repeat(80), [encodeId('q', 'a')]: claim.runs[0]?.token, [encodeId('q', 'b')]: claim.runs[1]?.token });
+    expect(await raw.object('ENCODING', `${B}:o`)).toBe('hashtable');
+    expect(await raw.object('ENCODING', `${B}:l`)).toBe('hashtable');
     expect(await raw.exists(`${B}:s:${encodeId('q', 'a')}`)).toBe(0);
     const a = await store.get('q', 'a');
     expect(a).toMatchObject({ nextRunAt: null, dueAt: now - 10, report: { running: 1, attempts: 1, lastExecutedAt: claim.now } });

@@ -931,7 +931,8 @@ export class RedisStore implements Store {
   async #eachRunningPlain(each: (p: number, running: { enc: string; fields: Record<string, string> }[]) => void): Promise<void> {
     await Promise.all(
       this.#all().map(async (p) => {
-        const encs = Object.keys(await this.#c().forPartition(p).hgetall(this.#keys.plainRuns(p)));
+        // Less the field that keeps the hash a hash table (lua/includes/lib.lua, hashtable).
+        const encs = Object.keys(await this.#c().forPartition(p).hgetall(this.#keys.plainRuns(p))).filter((enc) => enc !== '~');
         for (let i = 0; i < encs.length; i += PLAIN_BATCH) each(p, await this.#runningPlain(p, encs.slice(i, i + PLAIN_BATCH)));
       }),
     );

@@ -44,6 +44,8 @@ local salt = nil
 -- Expired groups, whole (a group's runs share one expiry), until REAP_MAX runs were reaped.
 local REAP_MAX = 1000
 local reaped = 0
+-- Whether a lease was taken out of B:l here (tidy it at the end).
+local shrunk = false
 local expired = redis.call('ZRANGE', LEASES, '-inf', snow, 'BYSCORE', 'LIMIT', 0, 100)
 for _, group in ipairs(expired) do
   if reaped >= REAP_MAX then break end
@@ -56,6 +58,7 @@ for _, group in ipairs(expired) do
     if v then
       reaped = reaped + 1
       redis.call('HDEL', LEASE_INFO, token)
+      shrunk = true
       local l = parse_lease(v)
       local h = skey(l.enc)
       local f = redis.call('HMGET', h, 'g', 'ru', 'tk')
@@ -89,6 +92,8 @@ local groups, group_list = {}, {}
 -- Plain one-shots leased without a hash (lib: lift): enc, token, ...
 local new_plain = {}
 local function flush_leases()
+  if #new_plain > 0 then hashtable(PLAIN_RUNS) end
+  if #new_tokens > 0 then hashtable(LEASE_INFO) end
   for from = 1, #new_plain, 1000 do
     redis.call('HSET', PLAIN_RUNS, unpack(new_plain, from, math.min(#new_plain, from + 999)))
   end
@@ -142,6 +147,7 @@ local function lease(task, pol, enc, gen, due_at, attempt, kind, s)
         v = redis.call('HGET', LEASE_INFO, token)
         if v then
           redis.call('HDEL', LEASE_INFO, token)
+          shrunk = true
           release_group(group_of(token), 1)
         end
       end
@@ -428,6 +434,7 @@ for _, t in ipairs(tasks) do
 end
 flush_leases()
 flush_running()
+if shrunk then tidy(LEASE_INFO) end
 
 local next_due = nil
 local function consider(key)

@@ -128,6 +128,8 @@ for _, token in ipairs(released) do
   per_group[g] = per_group[g] + 1
 end
 for _, g in ipairs(group_order) do release_group(g, per_group[g]) end
+if #released > 0 then tidy(LEASE_INFO) end
+if #plain_done > 0 then tidy(PLAIN_RUNS) end
 flush_running()
 flush_wake()
 return out
