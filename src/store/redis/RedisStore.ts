@@ -58,6 +58,8 @@ export interface RedisStoreOptions {
 
 type Json = string;
 
+/** No superseded tokens (shared: most claimed runs supersede nothing). */
+const NONE: readonly string[] = Object.freeze([]);
 /** Due-set members read per call when listing plain one-shots. */
 const PLAIN_BATCH = 1000;
 /** Upserts per script call. */
@@ -632,7 +634,7 @@ export class RedisStore implements Store {
     });
     const [now, rawRuns, rawSkipped, rawLost, rawRefill, rawNext, counts] = (await this.#script(p, 'claim', args)) as [
       string,
-      [string, string, string, string, string, string, string, string[]][],
+      string[],
       [string, string, string][],
       [string, string, string, string, string, string][],
       [string, string, string, string, string, string, string, string][],
@@ -641,12 +643,39 @@ export class RedisStore implements Store {
     ];
     const index = new Map(tasks.map(([task], i) => [task, i]));
     const perTask = tasks.map(() => 0);
-    const runs = rawRuns.map(([token, enc, params, dueAt, attempt, kind, exp, supersedes]): ClaimedRun => {
-      const { task, uid } = decodeId(enc);
+    const nowMs = Number(now);
+    const runs: ClaimedRun[] = [];
+    // Flat, four strings per run: token, enc, dueAt, extra ('' = attempt 1 of a scheduled
+    // occurrence, no params, superseding nothing; else "attempt|kind|superseded|params").
+    for (let r = 0; r + 3 < rawRuns.length; r += 4) {
+      const token = rawRuns[r] as string;
+      const { task, uid } = decodeId(rawRuns[r + 1] as string);
+      const dueAt = Number(rawRuns[r + 2]);
+      const extra = rawRuns[r + 3] as string;
       const i = index.get(task);
       if (i !== undefined) perTask[i] = (perTask[i] as number) + 1;
-      return { token, task, uid, params: parseJson(params, 'params'), dueAt: Number(dueAt), attempt: Number(attempt), kind: kind as OccurrenceKind, leaseExpiresAt: Number(exp), supersedes };
-    });
+      // Every run of a task in one claim shares its lease group: granted now, for the task's lease.
+      const leaseExpiresAt = nowMs + (i === undefined ? 0 : (tasks[i] as [string, TaskPolicy])[1].leaseMs);
+      if (extra === '') {
+        runs.push({ token, task, uid, params: undefined, dueAt, attempt: 1, kind: 'scheduled', leaseExpiresAt, supersedes: NONE });
+        continue;
+      }
+      const a = extra.indexOf('|');
+      const b = extra.indexOf('|', a + 1);
+      const c = extra.indexOf('|', b + 1);
+      const superseded = extra.slice(b + 1, c);
+      runs.push({
+        token,
+        task,
+        uid,
+        params: parseJson(extra.slice(c + 1), 'params'),
+        dueAt,
+        attempt: Number(extra.slice(0, a)),
+        kind: extra.slice(a + 1, b) as OccurrenceKind,
+        leaseExpiresAt,
+        supersedes: superseded === '' ? NONE : superseded.split(' '),
+      });
+    }
     const skipped = rawSkipped.map(([enc, dueAt, reason]): SkippedOccurrence => ({ ...decodeId(enc), dueAt: Number(dueAt), reason: reason as 'overlap' | 'misfire' }));
     const lost = rawLost.map(([token, enc, dueAt, attempt, kind, requeued]): LostLease => ({ token, ...decodeId(enc), dueAt: Number(dueAt), attempt: Number(attempt), kind: kind as OccurrenceKind, requeued: requeued === '1' }));
     const refills = rawRefill.map(([enc, gen, nv, due, nx, , cron, tz]): Refill => ({
@@ -704,17 +733,15 @@ export class RedisStore implements Store {
       const out = new Array<CompletionStatus>(completions.length).fill('lease-lost');
       await Promise.all(
         [...this.#byPartition(completions, (c) => c.token)].map(async ([p, items]) => {
+          // Two arguments per completion (lua/complete-1.lua): each costs Redis and ioredis
+          // about as much as its bytes, and most are empty.
           const args: string[] = [String(items.length)];
           for (const [c] of items) {
-            args.push(
-              c.token,
-              c.outcome,
-              c.outcome === 'success' ? resultJson(c.result) : '',
-              c.outcome === 'failure' ? (c.error ?? 'failed') : '',
-              String(c.startedAt),
-              String(c.durationMs),
-              c.outcome === 'failure' && c.retryAt !== undefined ? String(c.retryAt) : '',
-            );
+            let packed: string;
+            if (c.outcome === 'success') packed = `s${c.startedAt}|${c.durationMs}|${resultJson(c.result)}`;
+            else if (c.outcome === 'failure') packed = `f${c.startedAt}|${c.durationMs}|${c.retryAt ?? ''}|${c.error ?? 'failed'}`;
+            else packed = 'a';
+            args.push(c.token, packed);
           }
           const statuses = (await this.#script(p, 'complete', args)) as CompletionStatus[];
           items.forEach(([, i], j) => {

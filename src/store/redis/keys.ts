@@ -28,6 +28,10 @@ export function encodeId(task: string, uid: string): string {
 export function decodeId(enc: string): { task: string; uid: string } {
   const colon = enc.indexOf(':');
   const n = Number(enc.slice(0, colon));
+  // An ASCII task name is n characters long: no buffer needed (decoding runs per claimed run).
+  let ascii = colon + 1 + n <= enc.length;
+  for (let i = colon + 1; ascii && i <= colon + n; i++) ascii = enc.charCodeAt(i) < 0x80;
+  if (ascii) return { task: enc.slice(colon + 1, colon + 1 + n), uid: enc.slice(colon + 1 + n) };
   const rest = Buffer.from(enc.slice(colon + 1), 'utf8');
   return { task: rest.subarray(0, n).toString('utf8'), uid: rest.subarray(n).toString('utf8') };
 }

@@ -16,7 +16,11 @@
   ARGV[7] number of tasks, then per task 7 values: task, overlap, misfire, catchup window ms, attempts, lease ms, limit
   Returns {
     now,
-    runs:    { { token, enc, params JSON ('' = undefined), dueAt, attempt, kind, leaseExpiresAt, { superseded tokens } } },
+    runs:    { token, enc, dueAt, extra, token, enc, dueAt, extra, ... } (flat, 4 per run): extra is
+             '' for a first attempt of a scheduled occurrence without params that supersedes
+             nothing, else '<attempt>|<kind>|<superseded tokens, space-separated>|<params JSON>'
+             (params last: JSON may hold '|'; '' = undefined). A run's lease expires at
+             now + its task's lease ms (one group per task),
     skipped: { { enc, dueAt, reason } },
     lost:    { { token, enc, dueAt, attempt, kind, requeued '1'|'0' } },
     refill:  { { enc, gen, nv, due, nx, reason 'cover'|'low', cron, tz ('' = none) } },
@@ -130,7 +134,7 @@ local function flush_done()
   done_key, done_members = nil, {}
 end
 
--- Leases an occurrence. `s` is the schedule's state read by the caller: ru, tk, p (and
+-- Leases an occurrence (appended to `runs`; returns true). `s` is the schedule's state read by the caller: ru, tk, p (and
 -- claimed = true for a one-shot's scheduled occurrence; fresh = true when the one-shot had
 -- no hash: it runs without one, lib: lift).
 local function lease(task, pol, enc, gen, due_at, attempt, kind, s)
@@ -171,7 +175,6 @@ local function lease(task, pol, enc, gen, due_at, attempt, kind, s)
   g.n = g.n + 1
   g.live = g.live + 1
   local token = g.id .. '.' .. g.n
-  local exp = g.exp
   new_tokens[#new_tokens + 1] = token
   local sdue, sattempt = fmt(due_at), attempt == 1 and '1' or fmt(attempt)
   new_info[token] = gen .. '|' .. sdue .. '|' .. sattempt .. '|' .. kind .. '|' .. g.max .. '|' .. snow .. '|' .. enc
@@ -185,7 +188,16 @@ local function lease(task, pol, enc, gen, due_at, attempt, kind, s)
     redis.call('HSET', h, 'ru', ru + 1, 'tk', tk, 'lx', snow, 'at', sattempt)
   end
   run_delta(task, 1)
-  return { token, enc, s.p or '', sdue, sattempt, kind, exp, supersedes }
+  local n = #runs
+  runs[n + 1] = token
+  runs[n + 2] = enc
+  runs[n + 3] = sdue
+  if attempt == 1 and kind == 'scheduled' and not s.p and #supersedes == 0 then
+    runs[n + 4] = ''
+  else
+    runs[n + 4] = sattempt .. '|' .. kind .. '|' .. table.concat(supersedes, ' ') .. '|' .. (s.p or '')
+  end
+  return true
 end
 
 local function skip(enc, due_at, reason)
@@ -288,7 +300,7 @@ local function new_gen()
   return fmt(g)
 end
 
--- Takes the schedule's scheduled occurrence; returns a run, nil (skipped or held back) or
+-- Takes the schedule's scheduled occurrence; returns true (leased), nil (skipped or held back) or
 -- 'held' (cron list must be refilled first: left due, untouched).
 local function take_scheduled(task, pol, dk, enc, due)
   local h = skey(enc)
@@ -407,10 +419,7 @@ local function claim_task(task, pol, limit)
         run = take_extra(task, pol, extras[j], extra_at)
         j = j + 2
       end
-      if run then
-        runs[#runs + 1] = run
-        taken = taken + 1
-      end
+      if run then taken = taken + 1 end
     end
   end
   flush_done()

@@ -6,8 +6,10 @@
 
   KEYS[1] B:m
   ARGV[1] B   ARGV[2] wake channel   ARGV[3] n
-  then n groups of 7: token, outcome ('success'|'failure'|'abandon'), result JSON,
-    error, startedAt, durationMs, retryAt ('' = no retry)
+  then n pairs: token, completion, one of
+    's<startedAt>|<durationMs>|<result JSON>'                    success
+    'f<startedAt>|<durationMs>|<retryAt, '' = no retry>|<error>' failure
+    'a'                                                          abandon (give back)
   Returns { 'ok' | 'lease-lost' per completion }
 ]]
 --@include "lib"
@@ -18,7 +20,8 @@ local out = {}
 -- in bulk at the end (nothing below reads B:l, B:L or B:g); a token given twice in one batch
 -- is lost the second time.
 local tokens = {}
-for i = 0, n - 1 do tokens[#tokens + 1] = ARGV[3 + i * 7 + 1] end
+for i = 0, n - 1 do tokens[i + 1] = ARGV[4 + i * 2] end
+local OUTCOMES = { s = 'success', f = 'failure', a = 'abandon' }
 local infos, exps, group_exp = {}, {}, {}
 for from = 1, n, 1000 do
   local got = redis.call('HMGET', LEASE_INFO, unpack(tokens, from, math.min(n, from + 999)))
@@ -55,9 +58,12 @@ local released = {}
 local plain_done = {}
 local done = {}
 for i = 0, n - 1 do
-  local a = 3 + i * 7
-  local token, outcome, result, err = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
-  local started, duration, retry_at = ARGV[a + 5], ARGV[a + 6], ARGV[a + 7]
+  local token, c = ARGV[4 + i * 2], ARGV[5 + i * 2]
+  local outcome = OUTCOMES[string.sub(c, 1, 1)] or 'abandon'
+  local started, duration, result, err, retry_at = nil, nil, nil, nil, ''
+  if outcome == 'failure' then
+    started, duration, retry_at, err = string.match(c, '^f([^|]*)|([^|]*)|([^|]*)|(.*)$')
+  end
   local v = infos[i + 1]
   local exp = exps[i + 1]
   local penc = plain[i + 1]
@@ -73,6 +79,7 @@ for i = 0, n - 1 do
   else
     done[token] = true
     released[#released + 1] = token
+    if outcome == 'success' then started, duration, result = string.match(c, '^s([^|]*)|([^|]*)|(.*)$') end
     if penc then lift(penc, token, v) end
     local l = parse_lease(v)
     local h = skey(l.enc)
