@@ -944,9 +944,9 @@ export class RedisStore implements Store {
     held.forEach(({ enc, token }, i) => {
       const info = infos[i];
       if (info === null || info === undefined) return; // finished meanwhile
-      // "<gen>|<dueAt>|<attempt>|<kind>|<maxAttempts>|<startedAt>|<enc>"
+      // "<gen>|<dueAt>|<attempt>|<kind>|<maxAttempts>|<startedAt>|<enc>"; gen '' = the token
       const [gen = '', due = '', attempt = '1', , , started = ''] = info.split('|', 6);
-      out.push({ enc, fields: { g: gen, d: due, ru: '1', tk: token, lx: started, at: attempt, cl: '1' } });
+      out.push({ enc, fields: { g: gen === '' ? token : gen, d: due, ru: '1', tk: token, lx: started, at: attempt, cl: '1' } });
     });
     return out;
   }

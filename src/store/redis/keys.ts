@@ -11,7 +11,7 @@
 import { ValidationError } from '../../errors.js';
 
 /** Version of the key layout and script protocol; stored in the namespace's metadata. */
-export const FORMAT = '3';
+export const FORMAT = '4';
 
 export function checkPrefix(prefix: unknown): string {
   if (typeof prefix !== 'string' || prefix.length === 0) throw new ValidationError('RedisStore.prefix', 'must be a non-empty string');

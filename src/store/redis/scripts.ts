@@ -2,7 +2,7 @@
  * The Lua scripts, one file per operation in ./lua (BullMQ style: `claim-1.lua` takes one
  * KEY), each opening with a header of its KEYS, ARGV and return value. Shared code lives in
  * ./lua/includes and is inlined where a script says `--@include "name"`. Scripts are
- * registered with ioredis `defineCommand` under a versioned name (`schedkit_v3_claim`), so
+ * registered with ioredis `defineCommand` under a versioned name (`schedkit_v4_claim`), so
  * two releases with different scripts can share one Redis.
  */
 import { readFileSync } from 'node:fs';
@@ -12,7 +12,7 @@ import { MAX_CATCHUP } from './codec.js';
 
 export type RedisClient = Redis | Cluster;
 
-const VERSION = 'v3';
+const VERSION = 'v4';
 const LUA_DIR = new URL('./lua/', import.meta.url);
 
 export const SCRIPT_FILES = {
@@ -40,6 +40,9 @@ interface Loaded {
 
 let loaded: Map<ScriptName, Loaded> | undefined;
 
+/** `'1', '2', … '128'`: claim-1.lua's token numbers as string constants (see DIGITS there). */
+const DIGITS = Array.from({ length: 128 }, (_, i) => `'${i + 1}'`).join(', ');
+
 function read(file: string): string {
   return readFileSync(new URL(file, LUA_DIR), 'utf8');
 }
@@ -60,7 +63,8 @@ export function scripts(): Map<ScriptName, Loaded> {
       const keys = /-(\d+)\.lua$/.exec(file);
       const lua = expand(read(file), new Set())
         .replaceAll('{{HISTORY_LIMIT}}', String(HISTORY_LIMIT))
-        .replaceAll('{{MAX_CATCHUP}}', String(MAX_CATCHUP));
+        .replaceAll('{{MAX_CATCHUP}}', String(MAX_CATCHUP))
+        .replaceAll('{{DIGITS}}', DIGITS);
       const command = `schedkit_${VERSION}_${name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}`;
       map.set(name, { command, numberOfKeys: Number(keys?.[1] ?? 0), lua });
     }

@@ -63,7 +63,7 @@ for _, group in ipairs(expired) do
       reaped = reaped + 1
       redis.call('HDEL', LEASE_INFO, token)
       shrunk = true
-      local l = parse_lease(v)
+      local l = parse_lease(v, token)
       local h = skey(l.enc)
       local f = redis.call('HMGET', h, 'g', 'ru', 'tk')
       if not f[1] and lift(l.enc, token, v) then f = redis.call('HMGET', h, 'g', 'ru', 'tk') end
@@ -87,6 +87,13 @@ for _, group in ipairs(expired) do
 end
 
 -- ------------------------------------------------------------------ helpers
+
+-- The state `lease` gets for a fresh plain one-shot, and "supersedes nothing" (shared: most runs).
+local FRESH = { ru = 0, fresh = true }
+local NONE = {}
+-- Token numbers 1..128 as string constants: a number concatenated to a string goes through
+-- sprintf("%.14g"), ~3x the cost of this lookup (the table costs ~1 us per call).
+local DIGITS = { {{DIGITS}} }
 
 -- Leases granted by this call are written to B:l, B:L and B:g in bulk at the end
 -- (flush_leases, before anything reads them); until then a run cancelled in this same call
@@ -137,11 +144,11 @@ end
 -- Leases an occurrence (appended to `runs`; returns true). `s` is the schedule's state read by the caller: ru, tk, p (and
 -- claimed = true for a one-shot's scheduled occurrence; fresh = true when the one-shot had
 -- no hash: it runs without one, lib: lift).
-local function lease(task, pol, enc, gen, due_at, attempt, kind, s)
-  local h = skey(enc)
+local function lease(task, pol, enc, gen, due_at, attempt, kind, s, sdue)
   local ru, tk = s.ru, s.tk
-  local supersedes = {}
+  local supersedes = NONE
   if pol.overlap == 'cancel-previous' and ru > 0 and tk then
+    supersedes = {}
     for token in string.gmatch(tk, '%S+') do
       local v = new_info[token]
       if v then
@@ -156,7 +163,7 @@ local function lease(task, pol, enc, gen, due_at, attempt, kind, s)
         end
       end
       if v then
-        local l = parse_lease(v)
+        local l = parse_lease(v, token)
         ru = ru - 1
         run_delta(task, -1)
         history(enc, l.dueAt, l.attempt, l.kind, 'lost', l.startedAt, now, now - l.startedAt, 'cancelled by a newer occurrence (overlap: cancel-previous)')
@@ -174,18 +181,23 @@ local function lease(task, pol, enc, gen, due_at, attempt, kind, s)
   end
   g.n = g.n + 1
   g.live = g.live + 1
-  local token = g.id .. '.' .. g.n
+  local token = g.id .. '.' .. (DIGITS[g.n] or fmt(g.n))
   new_tokens[#new_tokens + 1] = token
-  local sdue, sattempt = fmt(due_at), attempt == 1 and '1' or fmt(attempt)
-  new_info[token] = gen .. '|' .. sdue .. '|' .. sattempt .. '|' .. kind .. '|' .. g.max .. '|' .. snow .. '|' .. enc
-  tk = tk and (tk .. ' ' .. token) or token
+  sdue = sdue or fmt(due_at)
+  local sattempt = attempt == 1 and '1' or fmt(attempt)
+  -- A fresh plain one-shot (gen nil) takes its token as its gen: '' in its lease info.
+  new_info[token] = (gen or '') .. '|' .. sdue .. '|' .. sattempt .. '|' .. kind .. '|' .. g.max .. '|' .. snow .. '|' .. enc
   if s.fresh then
-    new_plain[#new_plain + 1] = enc
-    new_plain[#new_plain + 1] = token
-  elseif s.claimed then
-    redis.call('HSET', h, 'ru', ru + 1, 'tk', tk, 'lx', snow, 'at', sattempt, 'cl', '1')
+    local m = #new_plain
+    new_plain[m + 1] = enc
+    new_plain[m + 2] = token
   else
-    redis.call('HSET', h, 'ru', ru + 1, 'tk', tk, 'lx', snow, 'at', sattempt)
+    tk = tk and (tk .. ' ' .. token) or token
+    if s.claimed then
+      redis.call('HSET', skey(enc), 'ru', ru + 1, 'tk', tk, 'lx', snow, 'at', sattempt, 'cl', '1')
+    else
+      redis.call('HSET', skey(enc), 'ru', ru + 1, 'tk', tk, 'lx', snow, 'at', sattempt)
+    end
   end
   run_delta(task, 1)
   local n = #runs
@@ -287,34 +299,22 @@ local function advance(h, dk, enc, gen, kind, arr, nxt, enabled, ended)
   end
 end
 
--- Incarnation numbers for plain one-shots claimed here, reserved from B:m in blocks (they
--- need to be unique, not consecutive): one HINCRBY per block instead of one per run.
-local gen_next, gen_last = 1, 0
-local function new_gen()
-  if gen_next > gen_last then
-    gen_last = redis.call('HINCRBY', META, 'gen', 64)
-    gen_next = gen_last - 63
-  end
-  local g = gen_next
-  gen_next = g + 1
-  return fmt(g)
-end
-
 -- Takes the schedule's scheduled occurrence; returns true (leased), nil (skipped or held back) or
 -- 'held' (cron list must be refilled first: left due, untouched).
-local function take_scheduled(task, pol, dk, enc, due)
+local function take_scheduled(task, pol, dk, enc, due, sdue)
   local h = skey(enc)
   -- Most due members of a drain are plain one-shots without a hash: one cheap probe first.
   local gen = redis.call('HGET', h, 'g')
-  local f = {}
-  if gen then f = redis.call('HMGET', h, 'g', 'k', 'ev', 'an', 'nx', 'ne', 'nv', 'en', 'ru', 'tk', 'p') end
-  local state = { ru = num(f[9]) or 0, tk = f[10] or nil, p = f[11] or nil, claimed = false }
   if not gen then
     -- A plain one-shot, stored as this member only (lib: materialize): it runs as a new
-    -- incarnation without a hash (lib: lift).
-    gen = new_gen()
-    state.fresh = true
+    -- incarnation without a hash (lib: lift), its token for a gen.
+    if done_key ~= dk then flush_done() end
+    done_key = dk
+    done_members[#done_members + 1] = enc
+    return lease(task, pol, enc, nil, due, 1, 'scheduled', FRESH, sdue)
   end
+  local f = redis.call('HMGET', h, 'g', 'k', 'ev', 'an', 'nx', 'ne', 'nv', 'en', 'ru', 'tk', 'p')
+  local state = { ru = num(f[9]) or 0, tk = f[10] or nil, p = f[11] or nil, claimed = false }
   local kind = f[2]
   local run_due = due
   if not kind then
@@ -408,7 +408,7 @@ local function claim_task(task, pol, limit)
       local extra_at = j <= #extras and tonumber(extras[j + 1]) or math.huge
       local run
       if main_at <= extra_at then
-        run = take_scheduled(task, pol, dk, mains[i], main_at)
+        run = take_scheduled(task, pol, dk, mains[i], main_at, mains[i + 1])
         i = i + 2
         if run == 'held' then
           held = held + 1

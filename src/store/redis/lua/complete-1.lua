@@ -22,7 +22,8 @@ local out = {}
 local tokens = {}
 for i = 0, n - 1 do tokens[i + 1] = ARGV[4 + i * 2] end
 local OUTCOMES = { s = 'success', f = 'failure', a = 'abandon' }
-local infos, exps, group_exp = {}, {}, {}
+-- Per token: its lease info, group and the group's expiry (a number; false = none).
+local infos, groups, exps, group_exp = {}, {}, {}, {}
 for from = 1, n, 1000 do
   local got = redis.call('HMGET', LEASE_INFO, unpack(tokens, from, math.min(n, from + 999)))
   for j, v in ipairs(got) do infos[from + j - 1] = v end
@@ -31,17 +32,24 @@ for i, token in ipairs(tokens) do
   if infos[i] then
     local g = group_of(token)
     if g ~= nil then
-      if group_exp[g] == nil then group_exp[g] = redis.call('ZSCORE', LEASES, g) or false end
-      exps[i] = group_exp[g]
+      local e = group_exp[g]
+      if e == nil then
+        e = tonumber(redis.call('ZSCORE', LEASES, g)) or false
+        group_exp[g] = e
+      end
+      groups[i] = g
+      exps[i] = e
     end
   end
 end
+-- A lease group's runs are of one task: task_of once per group.
+local group_task = {}
 -- Which of them are plain one-shots running without a hash (lib: lift), in one call.
 local plain = {}
 do
   local encs, at = {}, {}
   for i = 1, n do
-    if infos[i] and exps[i] and tonumber(exps[i]) > now then
+    if infos[i] and exps[i] and exps[i] > now then
       encs[#encs + 1] = string.match(infos[i], '^[^|]*|[^|]*|[^|]*|[^|]*|[^|]*|[^|]*|(.*)$')
       at[#at + 1] = i
     end
@@ -67,21 +75,27 @@ for i = 0, n - 1 do
   local v = infos[i + 1]
   local exp = exps[i + 1]
   local penc = plain[i + 1]
-  if not v or not exp or tonumber(exp) <= now or done[token] then
+  if not v or not exp or exp <= now or done[token] then
     out[#out + 1] = 'lease-lost'
   elseif penc and outcome ~= 'abandon' and not (outcome == 'failure' and retry_at ~= '') then
     -- A plain one-shot's only run, finished: nothing of it is left (it had no hash).
     done[token] = true
-    released[#released + 1] = token
+    released[#released + 1] = i + 1
     plain_done[#plain_done + 1] = penc
-    run_delta(task_of(penc), -1)
+    local g = groups[i + 1]
+    local task = group_task[g]
+    if task == nil then
+      task = task_of(penc)
+      group_task[g] = task
+    end
+    run_delta(task, -1)
     out[#out + 1] = 'ok'
   else
     done[token] = true
-    released[#released + 1] = token
+    released[#released + 1] = i + 1
     if outcome == 'success' then started, duration, result = string.match(c, '^s([^|]*)|([^|]*)|(.*)$') end
     if penc then lift(penc, token, v) end
-    local l = parse_lease(v)
+    local l = parse_lease(v, token)
     local h = skey(l.enc)
     local f = redis.call('HMGET', h, 'g', 'ru', 'tk', 'pe', 'k', 'cl')
     if f[1] == l.gen then
@@ -123,11 +137,13 @@ for from = 1, #plain_done, 1000 do
   redis.call('HDEL', PLAIN_RUNS, unpack(plain_done, from, math.min(#plain_done, from + 999)))
 end
 local per_group, group_order = {}, {}
-for from = 1, #released, 1000 do
-  redis.call('HDEL', LEASE_INFO, unpack(released, from, math.min(#released, from + 999)))
+local released_tokens = {}
+for k, i in ipairs(released) do released_tokens[k] = tokens[i] end
+for from = 1, #released_tokens, 1000 do
+  redis.call('HDEL', LEASE_INFO, unpack(released_tokens, from, math.min(#released_tokens, from + 999)))
 end
-for _, token in ipairs(released) do
-  local g = group_of(token)
+for _, i in ipairs(released) do
+  local g = groups[i]
   if per_group[g] == nil then
     per_group[g] = 0
     group_order[#group_order + 1] = g

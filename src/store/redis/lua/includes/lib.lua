@@ -18,7 +18,9 @@
     B:L          ZSET   lease group -> expiry
     B:g          HASH   lease group -> runs of the group still holding their lease; and
                         "<group>#" -> how many tokens the group was given (<group>.1 ... .n)
-    B:l          HASH   lease token -> "<gen>|<dueAt>|<attempt>|<kind>|<maxAttempts>|<startedAt>|<enc>"
+    B:l          HASH   lease token -> "<gen>|<dueAt>|<attempt>|<kind>|<maxAttempts>|<startedAt>|<enc>";
+                        gen '' = the token itself (a plain one-shot claimed without a hash
+                        takes its lease token as its incarnation: unique, and no counter)
     B:o          HASH   enc -> lease token of a plain one-shot running without a hash (see lift)
   B:l and B:o also hold the field "~" (see hashtable) while they hold anything else.
   Leases are granted, renewed and expire by group: the runs of one task claimed in one claim
@@ -131,8 +133,10 @@ local function release_group(group, k)
   end
 end
 
-local function parse_lease(v)
+-- The lease info `v` of `token` (B:l).
+local function parse_lease(v, token)
   local g, d, a, k, m, s, enc = string.match(v, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
+  if g == '' then g = token end
   return { gen = g, dueAt = tonumber(d), attempt = tonumber(a), kind = k, max = tonumber(m), startedAt = tonumber(s), enc = enc }
 end
 
@@ -223,7 +227,7 @@ local function lift(enc, token, info)
   redis.call('HDEL', PLAIN_RUNS, enc)
   tidy(PLAIN_RUNS)
   if not info then return nil end
-  local l = parse_lease(info)
+  local l = parse_lease(info, t)
   redis.call('HSET', skey(enc), 'g', l.gen, 'd', fmt(l.dueAt), 'ru', '1', 'tk', t, 'lx', fmt(l.startedAt), 'at', fmt(l.attempt), 'cl', '1')
   return l.gen
 end
