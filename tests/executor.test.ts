@@ -40,7 +40,7 @@ describe('executor pipelining', () => {
     for (const g of gates.splice(0)) g.release();
   });
 
-  it('claims the next runs while completions are unanswered, at most `concurrency` of them in flight', async () => {
+  it('claims the next runs while completions are unanswered, at most 3 x `concurrency` leases held', async () => {
     const store = new GatedStore();
     gates.push(store);
     const s = track({ store, concurrency: 2 });
@@ -51,22 +51,24 @@ describe('executor pipelining', () => {
     });
     s.on('run:success', (e) => succeeded.push(e.uid));
     const at = Date.now() - 1000;
-    await s.scheduleMany('job', ['a', 'b', 'c', 'd', 'e', 'f'].map((uid) => ({ uid, at })));
+    const uids = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'];
+    await s.scheduleMany('job', uids.map((uid) => ({ uid, at })));
     await s.start();
-    // Two slots: two handlers ran, their completion waits; two more were claimed and ran
-    // meanwhile; then four completions are in flight (2 x concurrency) and claiming stops.
-    await waitFor(() => started.length === 4 && store.pending === 4, '4 started, 4 completions in flight');
+    // Two slots: two handlers ran, their completion waits; more were claimed (ahead, since a
+    // backlog lasts and handlers are quick) and ran meanwhile, until the executor holds
+    // 3 x concurrency leases, all of runs done but not yet recorded; then claiming stops.
+    await waitFor(() => started.length === 6 && store.pending > 0, '6 started, completions in flight');
     await sleep(100);
-    expect(started).toHaveLength(4);
+    expect(started).toHaveLength(6);
     expect(succeeded).toEqual([]);
     expect(store.answered).toEqual([]);
     // Runs whose completion is unanswered still hold their lease in the store.
     const running = (await s.list({ task: 'job' })).filter((r) => r.running > 0).map((r) => r.uid);
     expect(running.sort()).toEqual([...started].sort());
     store.release();
-    await waitFor(() => succeeded.length === 6, 'all six succeeded');
-    expect([...started].sort()).toEqual(['a', 'b', 'c', 'd', 'e', 'f']);
-    expect(new Set(started).size).toBe(6);
+    await waitFor(() => succeeded.length === 8, 'all eight succeeded');
+    expect([...started].sort()).toEqual(uids);
+    expect(new Set(started).size).toBe(8);
   });
 
   it('stop() waits for completions in flight before it returns', async () => {
@@ -89,5 +91,109 @@ describe('executor pipelining', () => {
     store.release();
     await stopping;
     expect(store.answered).toHaveLength(1);
+  });
+
+  describe('claiming ahead', () => {
+    /** A handler per uid that waits until `open(uid)`; records what runs at once. */
+    function gate(): { handler: (run: { uid: string }) => Promise<void>; open: (...uids: string[]) => void; started: string[]; max: () => number } {
+      const waits = new Map<string, () => void>();
+      const opened = new Set<string>();
+      const started: string[] = [];
+      let now = 0;
+      let max = 0;
+      return {
+        started,
+        max: () => max,
+        open: (...uids) => {
+          for (const uid of uids) {
+            opened.add(uid);
+            waits.get(uid)?.();
+          }
+        },
+        handler: async (run) => {
+          started.push(run.uid);
+          max = Math.max(max, ++now);
+          if (!opened.has(run.uid)) await new Promise<void>((resolve) => waits.set(run.uid, resolve));
+          now--;
+        },
+      };
+    }
+
+    it('runs claimed ahead wait for a slot, keep their lease meanwhile, and start as slots free', async () => {
+      const store = new MemoryStore();
+      const s = track({ store, concurrency: 2 });
+      const g = gate();
+      const lost: string[] = [];
+      s.on('run:lost', (e) => lost.push(e.uid));
+      // A lease of 300 ms: runs waiting longer than that must be renewed, or they are redelivered.
+      s.define('job', g.handler, { lease: '300ms' });
+      const at = Date.now() - 1000;
+      await s.scheduleMany('job', ['a', 'b', 'c', 'd', 'e', 'f'].map((uid, i) => ({ uid, at: at + i })));
+      await s.start();
+      // The first claim answered with nothing running: the next claim went out ahead, and
+      // its runs found both slots taken.
+      await waitFor(async () => (await s.list({ task: 'job' })).filter((r) => r.running > 0).length === 4, 'a, b running and c, d claimed ahead');
+      expect(g.started).toEqual(['a', 'b']);
+      await sleep(1000);
+      expect(g.started).toEqual(['a', 'b']);
+      expect(g.max()).toBe(2);
+      expect(lost).toEqual([]);
+      const held = (await s.list({ task: 'job' })).filter((r) => r.running > 0).map((r) => r.uid);
+      expect(held.sort()).toEqual(['a', 'b', 'c', 'd']);
+      g.open('a');
+      await waitFor(() => g.started.includes('c'), 'c starts in the slot a left');
+      expect(g.started).toEqual(['a', 'b', 'c']);
+      g.open('b', 'c', 'd', 'e', 'f');
+      await waitFor(() => g.started.length === 6 && s.running === 0, 'every run done');
+      expect([...g.started].sort()).toEqual(['a', 'b', 'c', 'd', 'e', 'f']);
+      expect(g.max()).toBe(2);
+      expect(lost).toEqual([]);
+    });
+
+    it('a task never runs more at once than its own concurrency, whatever was claimed ahead', async () => {
+      const store = new MemoryStore();
+      const s = track({ store, concurrency: 4 });
+      const g = gate();
+      s.define('one', g.handler, { concurrency: 1 });
+      const at = Date.now() - 1000;
+      await s.scheduleMany('one', ['a', 'b', 'c'].map((uid, i) => ({ uid, at: at + i })));
+      await s.start();
+      await waitFor(() => g.started.length === 1, 'a started');
+      await sleep(200);
+      expect(g.started).toEqual(['a']);
+      g.open('a');
+      await waitFor(() => g.started.length === 2, 'b started');
+      g.open('b', 'c');
+      await waitFor(() => g.started.length === 3 && s.running === 0, 'every run done');
+      expect(g.started).toEqual(['a', 'b', 'c']);
+      expect(g.max()).toBe(1);
+    });
+
+    it('stop() gives runs claimed ahead back at once: they run elsewhere, each once', async () => {
+      const store = new MemoryStore();
+      const s = track({ store, concurrency: 2 });
+      const g = gate();
+      s.define('job', g.handler);
+      const at = Date.now() - 1000;
+      await s.scheduleMany('job', ['a', 'b', 'c', 'd'].map((uid, i) => ({ uid, at: at + i })));
+      await s.start();
+      await waitFor(async () => (await s.list({ task: 'job' })).filter((r) => r.running > 0).length === 4, 'a, b running and c, d claimed ahead');
+      const stopping = s.stop({ timeout: 10_000 });
+      // While stop() waits for a and b, c and d are already back in the store, due.
+      await waitFor(async () => (await store.list({ task: 'job' })).filter((r) => r.report.running > 0).length === 2, 'c and d given back');
+      const other = track({ store, concurrency: 2 });
+      const ran: string[] = [];
+      other.define('job', (run) => {
+        ran.push(`${run.uid}/${run.attempt}`);
+      });
+      await other.start();
+      await waitFor(() => ran.length === 2, 'c and d ran on the other scheduler');
+      expect(ran.sort()).toEqual(['c/1', 'd/1']);
+      g.open('a', 'b');
+      await stopping;
+      expect(g.started).toEqual(['a', 'b']);
+      await sleep(100);
+      expect(ran).toHaveLength(2);
+    });
   });
 });

@@ -1,7 +1,7 @@
 import { LeaseLostError, RunTimeoutError, SchedkitError } from '../errors.js';
 import { toJson, type JsonValue } from '../json.js';
 import { retryDelay, type TaskConfig } from '../options.js';
-import type { ClaimedRun, ClaimRequest, Completion, CompletionStatus, Store, TaskPolicy } from '../store/Store.js';
+import type { ClaimedRun, ClaimRequest, ClaimResult, Completion, CompletionStatus, Store, TaskPolicy } from '../store/Store.js';
 import type { RunContext, RunEvent, SchedulerEvents, TaskHandler } from '../types.js';
 
 export interface TaskDefinition {
@@ -84,6 +84,8 @@ export class Executor {
    */
   #head: ActiveRun | null = null;
   #count = 0;
+  /** Runs whose handler is running: what `concurrency` bounds. */
+  #busy = 0;
   readonly #runningByTask = new Map<string, number>();
   #timer: NodeJS.Timeout | undefined;
   #armedAt = Infinity;
@@ -109,6 +111,19 @@ export class Executor {
    */
   #completing = 0;
   #flushing = false;
+  /**
+   * A claim sent ahead. While a backlog lasts and handlers finish within a claim's round trip
+   * (none is running when a claim answers), the next claim goes out as soon as one answers,
+   * before its runs start: the store works on it while this process runs them, instead of
+   * each waiting for the other. Whoever takes it from here owns its runs.
+   */
+  #ahead: { request: ClaimRequest; result: Promise<ClaimResult> } | undefined;
+  /**
+   * Runs claimed ahead that found no free slot (the executor's or their task's): they hold
+   * their lease (renewed) and start, oldest first, as slots free. With them an executor holds
+   * at most 3 x concurrency leases: running, completing, and claimed ahead.
+   */
+  #queued: ClaimedRun[] = [];
 
   constructor(store: Store, tasks: ReadonlyMap<string, TaskDefinition>, concurrency: number, owner: string, emit: Emit, wants: (event: keyof SchedulerEvents) => boolean = () => true) {
     this.#store = store;
@@ -147,6 +162,7 @@ export class Executor {
     this.#stopped = true;
     this.#unsubscribe?.();
     this.#clearTimer();
+    await this.#giveBackAhead();
     const all = (): Promise<unknown> => Promise.allSettled(this.#runs().map((r) => r.settled));
     let timer: NodeJS.Timeout | undefined;
     const timedOut = await Promise.race([
@@ -193,18 +209,29 @@ export class Executor {
   async #claimLoop(): Promise<void> {
     do {
       this.#again = false;
-      const busy = this.#count - this.#completing;
-      if (busy > this.#concurrency - busy) {
-        // Nearly full: runs started in this turn may be about to finish. Let them reach their
-        // completion first, so #request sees those slots coming and claims once with them.
-        await new Promise<void>((resolve) => setImmediate(resolve));
-        if (this.#stopped) return;
+      let request: ClaimRequest;
+      let pending: Promise<ClaimResult>;
+      const ahead = this.#ahead;
+      if (ahead !== undefined) {
+        this.#ahead = undefined;
+        request = ahead.request;
+        pending = ahead.result;
+      } else {
+        const busy = this.#count - this.#completing;
+        if (busy > this.#concurrency - busy) {
+          // Nearly full: runs started in this turn may be about to finish. Let them reach their
+          // completion first, so #request sees those slots coming and claims once with them.
+          await new Promise<void>((resolve) => setImmediate(resolve));
+          if (this.#stopped) return;
+        }
+        const next = this.#request();
+        if (next === null) return; // at capacity or nothing defined: a finishing run wakes us
+        request = next;
+        pending = this.#store.claim(request);
       }
-      const request = this.#request();
-      if (request === null) return; // at capacity or nothing defined: a finishing run wakes us
       let result;
       try {
-        result = await this.#store.claim(request);
+        result = await pending;
       } catch (err) {
         this.#error(err);
         this.#arm(this.#storeNow() + 1000); // retry the store later, no hot loop
@@ -223,14 +250,22 @@ export class Executor {
         this.#emit('run:lost', { task: lost.task, uid: lost.uid, dueAt: new Date(lost.dueAt), attempt: lost.attempt, kind: lost.kind, requeued: lost.requeued, reason: 'lease expired' });
         const active = this.#find(lost.token);
         if (active !== undefined) this.#fence(active, 'lease expired');
+        this.#unqueue(lost.token);
       }
       for (const skip of result.skipped) {
         this.#emit('run:skipped', { task: skip.task, uid: skip.uid, dueAt: new Date(skip.dueAt), reason: skip.reason });
       }
-      for (const claim of result.runs) this.#start(claim);
       const perTask = new Map<string, number>();
       for (const run of result.runs) perTask.set(run.task, (perTask.get(run.task) ?? 0) + 1);
       const full = result.runs.length >= request.limit || [...request.tasks].some(([task, p]) => (perTask.get(task) ?? 0) >= p.limit);
+      if (full && result.runs.length > 0 && this.#busy === 0 && this.#queued.length === 0) {
+        const next = this.#aheadRequest(result.runs.length);
+        if (next !== null) {
+          this.#ahead = { request: next, result: this.#store.claim(next) };
+          this.#ahead.result.catch(() => undefined); // its taker handles a failure
+        }
+      }
+      for (const claim of result.runs) this.#admit(claim);
       if (full && result.runs.length > 0) {
         // More may be due: yield to I/O, then claim again.
         await new Promise<void>((resolve) => setImmediate(resolve));
@@ -242,19 +277,83 @@ export class Executor {
   }
 
   #request(): ClaimRequest | null {
-    // Slots are held by handlers still running; completions in flight bound how far ahead we
-    // claim (each wakes us when the store answers it).
-    const free = Math.min(this.#concurrency - (this.#count - this.#completing), 2 * this.#concurrency - this.#count);
+    // Slots are held by handlers still running and promised to runs queued for them;
+    // completions in flight bound how far ahead we claim (each wakes us when the store answers it).
+    const queued = this.#queued.length;
+    const free = Math.min(this.#concurrency - (this.#count - this.#completing) - queued, 2 * this.#concurrency - this.#count - queued);
     if (free <= 0) return null;
     const tasks = new Map<string, TaskPolicy>();
     for (const def of this.#tasks.values()) {
       const c = def.config;
-      const limit = c.concurrency - (this.#runningByTask.get(def.name) ?? 0);
+      let limit = c.concurrency - (this.#runningByTask.get(def.name) ?? 0);
+      if (queued > 0) for (const q of this.#queued) if (q.task === def.name) limit--;
       if (limit <= 0) continue;
       tasks.set(def.name, { overlap: c.overlap, misfire: c.misfire, catchupWindow: c.catchupWindow, attempts: c.retry.attempts, leaseMs: c.leaseMs, limit });
     }
     if (tasks.size === 0) return null;
     return { tasks, limit: free, owner: this.#owner };
+  }
+
+  /**
+   * The claim sent ahead while `incoming` runs just claimed are about to start: at most
+   * `concurrency` runs, and at most 3 x concurrency leases held in all. Each task may take up
+   * to its concurrency: runs that find their task's slots taken wait in #queued.
+   */
+  #aheadRequest(incoming: number): ClaimRequest | null {
+    const free = Math.min(this.#concurrency, 3 * this.#concurrency - this.#count - incoming - this.#queued.length);
+    if (free <= 0) return null;
+    const tasks = new Map<string, TaskPolicy>();
+    for (const def of this.#tasks.values()) {
+      const c = def.config;
+      tasks.set(def.name, { overlap: c.overlap, misfire: c.misfire, catchupWindow: c.catchupWindow, attempts: c.retry.attempts, leaseMs: c.leaseMs, limit: Math.min(free, c.concurrency) });
+    }
+    if (tasks.size === 0) return null;
+    return { tasks, limit: free, owner: this.#owner };
+  }
+
+  /** Starts a claimed run if a slot is free (the executor's and its task's), else queues it. */
+  #admit(claim: ClaimedRun): void {
+    for (const token of claim.supersedes) {
+      const prev = this.#find(token);
+      if (prev !== undefined) this.#fence(prev, 'cancelled by a newer occurrence (overlap: cancel-previous)');
+      this.#unqueue(token);
+    }
+    if (this.#queued.length === 0 && this.#hasSlot(claim.task)) this.#start(claim);
+    else this.#queued.push(claim);
+  }
+
+  #hasSlot(task: string): boolean {
+    const def = this.#tasks.get(task);
+    if (def === undefined) return true; // #start drops it
+    return this.#busy < this.#concurrency && (this.#runningByTask.get(task) ?? 0) < def.config.concurrency;
+  }
+
+  /** Starts queued runs, oldest first, while slots are free (a run whose task is full waits). */
+  #startQueued(): void {
+    if (this.#stopped || this.#queued.length === 0) return;
+    const waiting = this.#queued;
+    this.#queued = [];
+    for (const claim of waiting) {
+      if (this.#hasSlot(claim.task)) this.#start(claim);
+      else this.#queued.push(claim);
+    }
+  }
+
+  /** Drops a queued run whose lease is gone (lost or superseded): the store redelivers it. */
+  #unqueue(token: string): void {
+    if (this.#queued.length === 0) return;
+    const i = this.#queued.findIndex((q) => q.token === token);
+    if (i >= 0) this.#queued.splice(i, 1);
+  }
+
+  /** At stop: runs claimed ahead or queued never started; they go back to the store as they were. */
+  async #giveBackAhead(): Promise<void> {
+    const ahead = this.#ahead;
+    this.#ahead = undefined;
+    const back = this.#queued.splice(0);
+    if (ahead !== undefined) back.push(...(await ahead.result.then((r) => r.runs, () => [])));
+    if (back.length === 0) return;
+    await this.#store.complete(back.map((r) => ({ token: r.token, outcome: 'abandon' as const, startedAt: 0, durationMs: 0 }))).catch((err: unknown) => this.#error(err));
   }
 
   /** The store's time now: exact for in-process stores, else estimated from the latest claim. */
@@ -294,15 +393,12 @@ export class Executor {
 
   #start(claim: ClaimedRun): void {
     const def = this.#tasks.get(claim.task);
-    for (const token of claim.supersedes) {
-      const prev = this.#find(token);
-      if (prev !== undefined) this.#fence(prev, 'cancelled by a newer occurrence (overlap: cancel-previous)');
-    }
     if (def === undefined) return; // cannot happen: we only claim defined tasks
     const run: ActiveRun = { claim, def, controller: undefined, fenced: false, settled: Promise.resolve(), slot: true, prev: null, next: this.#head };
     if (this.#head !== null) this.#head.prev = run;
     this.#head = run;
     this.#count++;
+    this.#busy++;
     this.#runningByTask.set(claim.task, (this.#runningByTask.get(claim.task) ?? 0) + 1);
     run.settled = this.#execute(run).finally(() => {
       this.#unlink(run);
@@ -315,7 +411,9 @@ export class Executor {
   #freeSlot(run: ActiveRun): void {
     if (!run.slot) return;
     run.slot = false;
+    this.#busy--;
     this.#runningByTask.set(run.claim.task, (this.#runningByTask.get(run.claim.task) ?? 1) - 1);
+    this.#startQueued();
   }
 
   #fence(run: ActiveRun, reason: string): void {
@@ -367,8 +465,8 @@ export class Executor {
       completion = { token: claim.token, outcome: 'failure', error: error.message, startedAt, durationMs, retryAt };
     }
     let status: CompletionStatus;
-    this.#freeSlot(run);
     this.#completing++;
+    this.#freeSlot(run);
     try {
       status = await this.#complete(completion);
     } catch (err) {
@@ -419,19 +517,26 @@ export class Executor {
   }
 
   async #renew(): Promise<void> {
-    if (this.#count === 0) return;
-    const byLease = new Map<number, ActiveRun[]>();
+    if (this.#count === 0 && this.#queued.length === 0) return;
+    const byLease = new Map<number, { tokens: string[]; lost: ((reason: string) => void)[] }>();
+    const add = (leaseMs: number, token: string, lost: (reason: string) => void): void => {
+      let group = byLease.get(leaseMs);
+      if (group === undefined) byLease.set(leaseMs, (group = { tokens: [], lost: [] }));
+      group.tokens.push(token);
+      group.lost.push(lost);
+    };
     for (const run of this.#runs()) {
-      if (run.fenced) continue;
-      const list = byLease.get(run.def.config.leaseMs) ?? [];
-      list.push(run);
-      byLease.set(run.def.config.leaseMs, list);
+      if (!run.fenced) add(run.def.config.leaseMs, run.claim.token, (reason) => this.#fence(run, reason));
     }
-    for (const [leaseMs, runs] of byLease) {
+    for (const claim of this.#queued) {
+      const def = this.#tasks.get(claim.task);
+      if (def !== undefined) add(def.config.leaseMs, claim.token, () => this.#unqueue(claim.token));
+    }
+    for (const [leaseMs, { tokens, lost }] of byLease) {
       try {
-        const ok = await this.#store.renew(runs.map((r) => r.claim.token), leaseMs);
-        runs.forEach((run, i) => {
-          if (ok[i] !== true) this.#fence(run, 'lease could not be renewed');
+        const ok = await this.#store.renew(tokens, leaseMs);
+        lost.forEach((fence, i) => {
+          if (ok[i] !== true) fence('lease could not be renewed');
         });
       } catch (err) {
         this.#error(err);
