@@ -634,7 +634,7 @@ export class RedisStore implements Store {
     });
     const [now, rawRuns, rawSkipped, rawLost, rawRefill, rawNext, counts] = (await this.#script(p, 'claim', args)) as [
       string,
-      string[],
+      string,
       [string, string, string][],
       [string, string, string, string, string, string][],
       [string, string, string, string, string, string, string, string][],
@@ -645,13 +645,21 @@ export class RedisStore implements Store {
     const perTask = tasks.map(() => 0);
     const nowMs = Number(now);
     const runs: ClaimedRun[] = [];
-    // Flat, four strings per run: token, enc, dueAt, extra ('' = attempt 1 of a scheduled
-    // occurrence, no params, superseding nothing; else "attempt|kind|superseded|params").
-    for (let r = 0; r + 3 < rawRuns.length; r += 4) {
-      const token = rawRuns[r] as string;
-      const { task, uid } = decodeId(rawRuns[r + 1] as string);
-      const dueAt = Number(rawRuns[r + 2]);
-      const extra = rawRuns[r + 3] as string;
+    // One string (lua/claim-1.lua): runs separated by \x1e, each "token\x1fenc\x1fdueAt\x1fextra";
+    // extra is '' for attempt 1 of a scheduled occurrence without params that supersedes
+    // nothing, else "attempt|kind|superseded|params".
+    for (let at = 0; at < rawRuns.length; ) {
+      let end = rawRuns.indexOf('\x1e', at);
+      if (end < 0) end = rawRuns.length;
+      const a1 = rawRuns.indexOf('\x1f', at);
+      const a2 = rawRuns.indexOf('\x1f', a1 + 1);
+      const a3 = rawRuns.indexOf('\x1f', a2 + 1);
+      if (a1 < 0 || a3 < 0 || a3 > end) throw new StoreError(`RedisStore: corrupt claim reply from partition ${p}`);
+      const token = rawRuns.slice(at, a1);
+      const { task, uid } = decodeId(rawRuns.slice(a1 + 1, a2));
+      const dueAt = Number(rawRuns.slice(a2 + 1, a3));
+      const extra = rawRuns.slice(a3 + 1, end);
+      at = end + 1;
       const i = index.get(task);
       if (i !== undefined) perTask[i] = (perTask[i] as number) + 1;
       // Every run of a task in one claim shares its lease group: granted now, for the task's lease.
@@ -743,9 +751,10 @@ export class RedisStore implements Store {
             else packed = 'a';
             args.push(c.token, packed);
           }
-          const statuses = (await this.#script(p, 'complete', args)) as CompletionStatus[];
+          // One character per completion: 'o' ok, 'l' lease-lost.
+          const statuses = (await this.#script(p, 'complete', args)) as string;
           items.forEach(([, i], j) => {
-            out[i] = statuses[j] ?? 'lease-lost';
+            out[i] = statuses[j] === 'o' ? 'ok' : 'lease-lost';
           });
         }),
       );

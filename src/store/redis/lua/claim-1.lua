@@ -16,11 +16,13 @@
   ARGV[7] number of tasks, then per task 7 values: task, overlap, misfire, catchup window ms, attempts, lease ms, limit
   Returns {
     now,
-    runs:    { token, enc, dueAt, extra, token, enc, dueAt, extra, ... } (flat, 4 per run): extra is
-             '' for a first attempt of a scheduled occurrence without params that supersedes
-             nothing, else '<attempt>|<kind>|<superseded tokens, space-separated>|<params JSON>'
-             (params last: JSON may hold '|'; '' = undefined). A run's lease expires at
-             now + its task's lease ms (one group per task),
+    runs:    one string: runs separated by RS (\30), each 'token US enc US dueAt US extra' (US =
+             \31; names, tokens and JSON never hold control characters): extra is '' for a
+             first attempt of a scheduled occurrence without params that supersedes nothing,
+             else '<attempt>|<kind>|<superseded tokens, space-separated>|<params JSON>' (params
+             last: JSON may hold '|'; '' = undefined). A run's lease expires at now + its
+             task's lease ms (one group per task). One string, not 4 per run: each reply
+             element costs Redis and the client about as much as the run's other work,
     skipped: { { enc, dueAt, reason } },
     lost:    { { token, enc, dueAt, attempt, kind, requeued '1'|'0' } },
     refill:  { { enc, gen, nv, due, nx, reason 'cover'|'low', cron, tz ('' = none) } },
@@ -90,6 +92,8 @@ end
 
 -- The state `lease` gets for a fresh plain one-shot, and "supersedes nothing" (shared: most runs).
 local FRESH = { ru = 0, fresh = true }
+-- Separators of the runs in the reply: record and unit separator.
+local RS, US = '\30', '\31'
 local NONE = {}
 -- Token numbers 1..128 as string constants: a number concatenated to a string goes through
 -- sprintf("%.14g"), ~3x the cost of this lookup (the table costs ~1 us per call).
@@ -200,14 +204,10 @@ local function lease(task, pol, enc, gen, due_at, attempt, kind, s, sdue)
     end
   end
   run_delta(task, 1)
-  local n = #runs
-  runs[n + 1] = token
-  runs[n + 2] = enc
-  runs[n + 3] = sdue
   if attempt == 1 and kind == 'scheduled' and not s.p and #supersedes == 0 then
-    runs[n + 4] = ''
+    runs[#runs + 1] = token .. US .. enc .. US .. sdue .. US
   else
-    runs[n + 4] = sattempt .. '|' .. kind .. '|' .. table.concat(supersedes, ' ') .. '|' .. (s.p or '')
+    runs[#runs + 1] = token .. US .. enc .. US .. sdue .. US .. sattempt .. '|' .. kind .. '|' .. table.concat(supersedes, ' ') .. '|' .. (s.p or '')
   end
   return true
 end
@@ -461,4 +461,4 @@ for _, t in ipairs(tasks) do
 end
 consider(LEASES)
 flush_wake()
-return { snow, runs, skipped, lost, refill, fmt(next_due), counts }
+return { snow, table.concat(runs, RS), skipped, lost, refill, fmt(next_due), counts }

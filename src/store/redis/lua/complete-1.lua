@@ -10,7 +10,7 @@
     's<startedAt>|<durationMs>|<result JSON>'                    success
     'f<startedAt>|<durationMs>|<retryAt, '' = no retry>|<error>' failure
     'a'                                                          abandon (give back)
-  Returns { 'ok' | 'lease-lost' per completion }
+  Returns one character per completion, in order: 'o' ok, 'l' lease-lost
 ]]
 --@include "lib"
 local now = now_ms()
@@ -76,7 +76,7 @@ for i = 0, n - 1 do
   local exp = exps[i + 1]
   local penc = plain[i + 1]
   if not v or not exp or exp <= now or done[token] then
-    out[#out + 1] = 'lease-lost'
+    out[#out + 1] = 'l'
   elseif penc and outcome ~= 'abandon' and not (outcome == 'failure' and retry_at ~= '') then
     -- A plain one-shot's only run, finished: nothing of it is left (it had no hash).
     done[token] = true
@@ -89,7 +89,7 @@ for i = 0, n - 1 do
       group_task[g] = task
     end
     run_delta(task, -1)
-    out[#out + 1] = 'ok'
+    out[#out + 1] = 'o'
   else
     done[token] = true
     released[#released + 1] = i + 1
@@ -130,7 +130,7 @@ for i = 0, n - 1 do
         settled(l.enc, now)
       end
     end
-    out[#out + 1] = 'ok'
+    out[#out + 1] = 'o'
   end
 end
 for from = 1, #plain_done, 1000 do
@@ -155,4 +155,4 @@ if #released > 0 then tidy(LEASE_INFO) end
 if #plain_done > 0 then tidy(PLAIN_RUNS) end
 flush_running()
 flush_wake()
-return out
+return table.concat(out)
