@@ -392,6 +392,42 @@ describe('RedisStore lease groups (one expiry per task per claim call)', () => {
   });
 });
 
+describe('RedisStore claim: batches of one due time mixing one-shots and recurring schedules', () => {
+  it('each occurrence is claimed once, in member order; one-shots leave the due set, recurring ones advance in it', async () => {
+    const store = await openStore({ partitions: 1 });
+    const now = await store.now();
+    const t = now - 1000;
+    const B = `${store.prefix}:{${store.prefix}:0}`;
+    const dueSet = `${B}:d:${'q'}`;
+    // Equal due times: the set orders them by member, i.e. by uid here.
+    for (const uid of ['a1', 'a2', 'a3', 'a4']) await store.upsert({ task: 'q', uid, spec: { kind: 'once' }, first: { at: t }, enabled: true, timeout: 0 });
+    // Every claim of 2 takes two plain one-shots off the front of the set.
+    for (const expected of [['a1', 'a2'], ['a3', 'a4']]) {
+      const claim = await store.claim(request('q', {}, 2));
+      expect(claim.runs.map((r) => r.uid)).toEqual(expected);
+    }
+    expect(await raw.zcard(dueSet)).toBe(0);
+    // A mix at one due time: plain one-shots (b, d, g), recurring ones (c, f: advanced an hour,
+    // so their rank moves) and a one-shot with params (e: has a hash), claimed 3 at a time.
+    const once = (uid: string, params?: { n: number }) => store.upsert({ task: 'q', uid, spec: { kind: 'once' }, first: { at: t }, params, enabled: true, timeout: 0 });
+    const every = (uid: string) => store.upsert({ task: 'q', uid, spec: { kind: 'every', every: 3_600_000, anchor: t }, first: { at: t }, enabled: true, timeout: 0 });
+    await once('b');
+    await every('c');
+    await once('d');
+    await once('e', { n: 1 });
+    await every('f');
+    await once('g');
+    const claimed: string[] = [];
+    for (let i = 0; i < 5; i++) claimed.push(...(await store.claim(request('q', {}, 3))).runs.map((r) => r.uid));
+    expect(claimed).toEqual(['b', 'c', 'd', 'e', 'f', 'g']);
+    // Left: the two recurring schedules, an hour on; every one-shot is off the set.
+    const left = await raw.zrange(dueSet, 0, -1, 'WITHSCORES');
+    expect(left).toEqual([encodeId('q', 'c'), String(t + 3_600_000), encodeId('q', 'f'), String(t + 3_600_000)]);
+    expect((await store.get('q', 'c'))?.nextRunAt).toBe(t + 3_600_000);
+    expect((await store.get('q', 'g'))?.report.running).toBe(1);
+  });
+});
+
 describe('RedisStore plain one-shots run without a hash (lib: lift)', () => {
   const once = (uid: string, at: number) => ({ task: 'q', uid, spec: { kind: 'once' as const }, first: { at }, enabled: true, timeout: 0 });
   const base = (prefix: string): string => `${prefix}:{${prefix}:0}`;
