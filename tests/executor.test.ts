@@ -6,7 +6,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryStore } from '../src/index.js';
-import type { Completion, CompletionStatus } from '../src/store/index.js';
+import type { ClaimRequest, ClaimResult, Completion, CompletionStatus } from '../src/store/index.js';
 import { schedulerTracker, sleep, waitFor } from './helpers.js';
 
 /** A MemoryStore whose completions wait until `release()` is called. */
@@ -91,6 +91,47 @@ describe('executor pipelining', () => {
     store.release();
     await stopping;
     expect(store.answered).toHaveLength(1);
+  });
+
+  it('stop() waits for a claim in flight and gives its runs back before it returns', async () => {
+    class SlowClaims extends MemoryStore {
+      waiting = 0;
+      #release: (() => void)[] = [];
+      override async claim(request: ClaimRequest): Promise<ClaimResult> {
+        this.waiting++;
+        await new Promise<void>((resolve) => this.#release.push(resolve));
+        return super.claim(request);
+      }
+      release(): void {
+        for (const release of this.#release.splice(0)) release();
+      }
+    }
+    const store = new SlowClaims();
+    const s = track({ store, concurrency: 4 });
+    let ran = 0;
+    s.define('job', () => {
+      ran++;
+    });
+    const at = Date.now() - 1000;
+    await s.scheduleMany('job', ['a', 'b', 'c'].map((uid) => ({ uid, at })));
+    await s.start();
+    await waitFor(() => store.waiting === 1, 'a claim in flight');
+    let stopped = false;
+    const stopping = s.stop({ timeout: 5_000 }).then(() => {
+      stopped = true;
+    });
+    await sleep(100);
+    expect(stopped).toBe(false);
+    store.release();
+    await stopping;
+    // The claim took all three; stopping, it gave them back: none ran, none is held.
+    expect(ran).toBe(0);
+    const states = await store.list({ task: 'job' });
+    expect(states.map((x) => [x.uid, x.report.running, x.nextRunAt ?? x.dueAt]).sort()).toEqual([
+      ['a', 0, at],
+      ['b', 0, at],
+      ['c', 0, at],
+    ]);
   });
 
   describe('claiming ahead', () => {

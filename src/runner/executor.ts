@@ -92,6 +92,8 @@ export class Executor {
   #heartbeat: NodeJS.Timeout | undefined;
   #unsubscribe: (() => void) | undefined;
   #claiming = false;
+  /** The claim loop running (or the last one): stop() waits for it. It never rejects. */
+  #loop: Promise<void> = Promise.resolve();
   #again = false;
   #stopped = true;
   /**
@@ -163,6 +165,8 @@ export class Executor {
     this.#unsubscribe?.();
     this.#clearTimer();
     await this.#giveBackAhead();
+    // A claim in flight gives its runs back when it answers (#claimLoop): wait for that.
+    await this.#loop;
     const all = (): Promise<unknown> => Promise.allSettled(this.#runs().map((r) => r.settled));
     let timer: NodeJS.Timeout | undefined;
     const timedOut = await Promise.race([
@@ -195,15 +199,17 @@ export class Executor {
       return;
     }
     this.#claiming = true;
-    void this.#claimLoop().finally(() => {
-      this.#claiming = false;
-      // A notification that came after the loop's last check, but before this point, only
-      // set #again: honour it, or that wake-up would wait for the next timer (up to 30 s).
-      if (this.#again) {
-        this.#again = false;
-        this.wake();
-      }
-    });
+    this.#loop = this.#claimLoop()
+      .catch((err: unknown) => this.#error(err))
+      .finally(() => {
+        this.#claiming = false;
+        // A notification that came after the loop's last check, but before this point, only
+        // set #again: honour it, or that wake-up would wait for the next timer (up to 30 s).
+        if (this.#again) {
+          this.#again = false;
+          this.wake();
+        }
+      });
   }
 
   async #claimLoop(): Promise<void> {
