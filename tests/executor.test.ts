@@ -160,6 +160,14 @@ describe('executor pipelining', () => {
       };
     }
 
+    /** Starts `s` and runs one quick occurrence ('w') of task 'job': only quick tasks are claimed ahead. */
+    async function warmUp(s: ReturnType<typeof track>, g: ReturnType<typeof gate>): Promise<void> {
+      g.open('w');
+      await s.schedule('job', { uid: 'w', at: Date.now() - 1000 });
+      await s.start();
+      await waitFor(() => g.started.includes('w') && s.running === 0, 'the warm-up run is done');
+    }
+
     it('runs claimed ahead wait for a slot, keep their lease meanwhile, and start as slots free', async () => {
       const store = new MemoryStore();
       const s = track({ store, concurrency: 2 });
@@ -168,25 +176,25 @@ describe('executor pipelining', () => {
       s.on('run:lost', (e) => lost.push(e.uid));
       // A lease of 300 ms: runs waiting longer than that must be renewed, or they are redelivered.
       s.define('job', g.handler, { lease: '300ms' });
+      await warmUp(s, g);
       const at = Date.now() - 1000;
       await s.scheduleMany('job', ['a', 'b', 'c', 'd', 'e', 'f'].map((uid, i) => ({ uid, at: at + i })));
-      await s.start();
-      // The first claim answered with nothing running: the next claim went out ahead, and
-      // its runs found both slots taken.
+      // The claim answered with nothing running, and the task is quick (its warm-up run was):
+      // the next claim went out ahead, and its runs found both slots taken.
       await waitFor(async () => (await s.list({ task: 'job' })).filter((r) => r.running > 0).length === 4, 'a, b running and c, d claimed ahead');
-      expect(g.started).toEqual(['a', 'b']);
+      expect(g.started).toEqual(['w', 'a', 'b']);
       await sleep(1000);
-      expect(g.started).toEqual(['a', 'b']);
+      expect(g.started).toEqual(['w', 'a', 'b']);
       expect(g.max()).toBe(2);
       expect(lost).toEqual([]);
       const held = (await s.list({ task: 'job' })).filter((r) => r.running > 0).map((r) => r.uid);
       expect(held.sort()).toEqual(['a', 'b', 'c', 'd']);
       g.open('a');
       await waitFor(() => g.started.includes('c'), 'c starts in the slot a left');
-      expect(g.started).toEqual(['a', 'b', 'c']);
+      expect(g.started).toEqual(['w', 'a', 'b', 'c']);
       g.open('b', 'c', 'd', 'e', 'f');
-      await waitFor(() => g.started.length === 6 && s.running === 0, 'every run done');
-      expect([...g.started].sort()).toEqual(['a', 'b', 'c', 'd', 'e', 'f']);
+      await waitFor(() => g.started.length === 7 && s.running === 0, 'every run done');
+      expect([...g.started].sort()).toEqual(['a', 'b', 'c', 'd', 'e', 'f', 'w']);
       expect(g.max()).toBe(2);
       expect(lost).toEqual([]);
     });
@@ -210,14 +218,38 @@ describe('executor pipelining', () => {
       expect(g.max()).toBe(1);
     });
 
+    it("a run waiting for its task's slot holds back no other task, and a slow task is not claimed ahead", async () => {
+      const store = new MemoryStore();
+      const s = track({ store, concurrency: 4 });
+      const g = gate();
+      const fast: string[] = [];
+      s.define('slow', g.handler, { concurrency: 1 });
+      s.define('fast', (run) => {
+        fast.push(run.uid);
+      });
+      const at = Date.now() - 1000;
+      await s.scheduleMany('slow', ['s1', 's2'].map((uid, i) => ({ uid, at: at + i })));
+      await s.scheduleMany('fast', Array.from({ length: 12 }, (_, i) => ({ uid: `f${i}`, at: at + 2 + i })));
+      await s.start();
+      // s1 holds the slow task's only slot; every fast run goes by meanwhile.
+      await waitFor(() => fast.length === 12, 'all fast runs done while s1 runs');
+      expect(g.started).toEqual(['s1']);
+      // s2 was not claimed (nor claimed ahead) while it could not start here.
+      expect((await s.get('slow', 's2'))?.running).toBe(0);
+      g.open('s1', 's2');
+      await waitFor(() => g.started.length === 2 && s.running === 0, 's2 ran after s1');
+      expect(g.started).toEqual(['s1', 's2']);
+      expect(g.max()).toBe(1);
+    });
+
     it('stop() gives runs claimed ahead back at once: they run elsewhere, each once', async () => {
       const store = new MemoryStore();
       const s = track({ store, concurrency: 2 });
       const g = gate();
       s.define('job', g.handler);
+      await warmUp(s, g);
       const at = Date.now() - 1000;
       await s.scheduleMany('job', ['a', 'b', 'c', 'd'].map((uid, i) => ({ uid, at: at + i })));
-      await s.start();
       await waitFor(async () => (await s.list({ task: 'job' })).filter((r) => r.running > 0).length === 4, 'a, b running and c, d claimed ahead');
       const stopping = s.stop({ timeout: 10_000 });
       // While stop() waits for a and b, c and d are already back in the store, due.
@@ -232,7 +264,7 @@ describe('executor pipelining', () => {
       expect(ran.sort()).toEqual(['c/1', 'd/1']);
       g.open('a', 'b');
       await stopping;
-      expect(g.started).toEqual(['a', 'b']);
+      expect(g.started).toEqual(['w', 'a', 'b']);
       await sleep(100);
       expect(ran).toHaveLength(2);
     });

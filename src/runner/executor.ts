@@ -14,6 +14,8 @@ type Emit = <K extends keyof SchedulerEvents>(event: K, ...args: SchedulerEvents
 
 /** Never wait longer than this between claims: engines misbehave after suspend, and a store's clock may jump. */
 const MAX_WAIT_MS = 30_000;
+/** A handler that took at most this long makes its task one claimed ahead (see Executor#ahead). */
+const QUICK_MS = 10;
 
 interface ActiveRun {
   readonly claim: ClaimedRun;
@@ -117,7 +119,8 @@ export class Executor {
    * A claim sent ahead. While a backlog lasts and handlers finish within a claim's round trip
    * (none is running when a claim answers), the next claim goes out as soon as one answers,
    * before its runs start: the store works on it while this process runs them, instead of
-   * each waiting for the other. Whoever takes it from here owns its runs.
+   * each waiting for the other. It asks only for tasks whose latest handler took at most
+   * QUICK_MS. Whoever takes it from here owns its runs.
    */
   #ahead: { request: ClaimRequest; result: Promise<ClaimResult> } | undefined;
   /**
@@ -126,6 +129,8 @@ export class Executor {
    * at most 3 x concurrency leases: running, completing, and claimed ahead.
    */
   #queued: ClaimedRun[] = [];
+  /** Tasks whose latest run's handler took at most QUICK_MS: only they are claimed ahead. */
+  readonly #quick = new Set<string>();
 
   constructor(store: Store, tasks: ReadonlyMap<string, TaskDefinition>, concurrency: number, owner: string, emit: Emit, wants: (event: keyof SchedulerEvents) => boolean = () => true) {
     this.#store = store;
@@ -271,7 +276,16 @@ export class Executor {
           this.#ahead.result.catch(() => undefined); // its taker handles a failure
         }
       }
-      for (const claim of result.runs) this.#admit(claim);
+      const late: ClaimedRun[] = [];
+      for (const claim of result.runs) {
+        // A handler may stop the scheduler while this batch starts: the rest goes back.
+        if (this.#stopped) late.push(claim);
+        else this.#admit(claim);
+      }
+      if (late.length > 0) {
+        await this.#store.complete(late.map((r) => ({ token: r.token, outcome: 'abandon' as const, startedAt: 0, durationMs: 0 }))).catch((err: unknown) => this.#error(err));
+        return;
+      }
       if (full && result.runs.length > 0) {
         // More may be due: yield to I/O, then claim again.
         await new Promise<void>((resolve) => setImmediate(resolve));
@@ -283,16 +297,21 @@ export class Executor {
   }
 
   #request(): ClaimRequest | null {
-    // Slots are held by handlers still running and promised to runs queued for them;
-    // completions in flight bound how far ahead we claim (each wakes us when the store answers it).
-    const queued = this.#queued.length;
-    const free = Math.min(this.#concurrency - (this.#count - this.#completing) - queued, 2 * this.#concurrency - this.#count - queued);
+    // Slots are held by handlers still running and promised to queued runs that can start as
+    // soon as one frees (those waiting for their task's slot take none yet); completions in
+    // flight bound how far ahead we claim (each wakes us when the store answers it).
+    let startable = 0;
+    const queuedByTask = new Map<string, number>();
+    for (const q of this.#queued) {
+      queuedByTask.set(q.task, (queuedByTask.get(q.task) ?? 0) + 1);
+      if (this.#taskHasSlot(q.task)) startable++;
+    }
+    const free = Math.min(this.#concurrency - this.#busy - startable, 2 * this.#concurrency - this.#count - this.#queued.length);
     if (free <= 0) return null;
     const tasks = new Map<string, TaskPolicy>();
     for (const def of this.#tasks.values()) {
       const c = def.config;
-      let limit = c.concurrency - (this.#runningByTask.get(def.name) ?? 0);
-      if (queued > 0) for (const q of this.#queued) if (q.task === def.name) limit--;
+      const limit = c.concurrency - (this.#runningByTask.get(def.name) ?? 0) - (queuedByTask.get(def.name) ?? 0);
       if (limit <= 0) continue;
       tasks.set(def.name, { overlap: c.overlap, misfire: c.misfire, catchupWindow: c.catchupWindow, attempts: c.retry.attempts, leaseMs: c.leaseMs, limit });
     }
@@ -311,6 +330,9 @@ export class Executor {
     const tasks = new Map<string, TaskPolicy>();
     for (const def of this.#tasks.values()) {
       const c = def.config;
+      // Only tasks seen to be quick: a run claimed ahead of a slow task would hold its lease
+      // while it waits, where another process could have run it.
+      if (!this.#quick.has(def.name)) continue;
       tasks.set(def.name, { overlap: c.overlap, misfire: c.misfire, catchupWindow: c.catchupWindow, attempts: c.retry.attempts, leaseMs: c.leaseMs, limit: Math.min(free, c.concurrency) });
     }
     if (tasks.size === 0) return null;
@@ -324,14 +346,19 @@ export class Executor {
       if (prev !== undefined) this.#fence(prev, 'cancelled by a newer occurrence (overlap: cancel-previous)');
       this.#unqueue(token);
     }
-    if (this.#queued.length === 0 && this.#hasSlot(claim.task)) this.#start(claim);
+    // A run queued for its task's slot does not hold back the runs of other tasks.
+    if (this.#hasSlot(claim.task)) this.#start(claim);
     else this.#queued.push(claim);
   }
 
   #hasSlot(task: string): boolean {
+    return this.#busy < this.#concurrency && this.#taskHasSlot(task);
+  }
+
+  #taskHasSlot(task: string): boolean {
     const def = this.#tasks.get(task);
     if (def === undefined) return true; // #start drops it
-    return this.#busy < this.#concurrency && (this.#runningByTask.get(task) ?? 0) < def.config.concurrency;
+    return (this.#runningByTask.get(task) ?? 0) < def.config.concurrency;
   }
 
   /** Starts queued runs, oldest first, while slots are free (a run whose task is full waits). */
@@ -346,10 +373,12 @@ export class Executor {
   }
 
   /** Drops a queued run whose lease is gone (lost or superseded): the store redelivers it. */
-  #unqueue(token: string): void {
-    if (this.#queued.length === 0) return;
+  #unqueue(token: string): boolean {
+    if (this.#queued.length === 0) return false;
     const i = this.#queued.findIndex((q) => q.token === token);
-    if (i >= 0) this.#queued.splice(i, 1);
+    if (i < 0) return false;
+    this.#queued.splice(i, 1);
+    return true;
   }
 
   /** At stop: runs claimed ahead or queued never started; they go back to the store as they were. */
@@ -455,6 +484,8 @@ export class Executor {
     const reason: unknown = run.controller?.signal.reason;
     if (error === undefined && run.controller?.signal.aborted === true && reason instanceof RunTimeoutError) error = reason;
     const durationMs = Math.round(performance.now() - startedMono);
+    if (durationMs <= QUICK_MS) this.#quick.add(claim.task);
+    else this.#quick.delete(claim.task);
     if (run.fenced) {
       if (error === undefined && reason instanceof Error) error = reason;
       this.#emit('run:failure', { ...event, error: error ?? new Error('lease lost'), durationMs, willRetry: false });
@@ -536,7 +567,14 @@ export class Executor {
     }
     for (const claim of this.#queued) {
       const def = this.#tasks.get(claim.task);
-      if (def !== undefined) add(def.config.leaseMs, claim.token, () => this.#unqueue(claim.token));
+      if (def === undefined) continue;
+      add(def.config.leaseMs, claim.token, (reason) => {
+        // Queued when renewed; it may have started since.
+        if (!this.#unqueue(claim.token)) {
+          const run = this.#find(claim.token);
+          if (run !== undefined) this.#fence(run, reason);
+        }
+      });
     }
     for (const [leaseMs, { tokens, lost }] of byLease) {
       try {
