@@ -5,7 +5,7 @@
  * has answered its completion.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { MemoryStore } from '../src/index.js';
+import { MemoryStore, type Scheduler } from '../src/index.js';
 import type { ClaimRequest, ClaimResult, Completion, CompletionStatus } from '../src/store/index.js';
 import { schedulerTracker, sleep, waitFor } from './helpers.js';
 
@@ -29,6 +29,18 @@ class GatedStore extends MemoryStore {
     this.gated = false;
     for (const release of this.#release.splice(0)) release();
   }
+}
+
+/** stop() on `s` is still pending 100 ms on; it returns once `release()` lets the store answer. */
+async function stopWaitsFor(s: Scheduler, release: () => void): Promise<void> {
+  let stopped = false;
+  const stopping = s.stop({ timeout: 5_000 }).then(() => {
+    stopped = true;
+  });
+  await sleep(100);
+  expect(stopped).toBe(false);
+  release();
+  await stopping;
 }
 
 describe('executor pipelining', () => {
@@ -82,14 +94,7 @@ describe('executor pipelining', () => {
     await s.scheduleMany('job', [{ uid: 'a', at: Date.now() - 1000 }]);
     await s.start();
     await waitFor(() => ran === 1 && store.pending === 1, 'the run is done, its completion in flight');
-    let stopped = false;
-    const stopping = s.stop({ timeout: 5_000 }).then(() => {
-      stopped = true;
-    });
-    await sleep(100);
-    expect(stopped).toBe(false);
-    store.release();
-    await stopping;
+    await stopWaitsFor(s, () => store.release());
     expect(store.answered).toHaveLength(1);
   });
 
@@ -116,14 +121,7 @@ describe('executor pipelining', () => {
     await s.scheduleMany('job', ['a', 'b', 'c'].map((uid) => ({ uid, at })));
     await s.start();
     await waitFor(() => store.waiting === 1, 'a claim in flight');
-    let stopped = false;
-    const stopping = s.stop({ timeout: 5_000 }).then(() => {
-      stopped = true;
-    });
-    await sleep(100);
-    expect(stopped).toBe(false);
-    store.release();
-    await stopping;
+    await stopWaitsFor(s, () => store.release());
     // The claim took all three; stopping, it gave them back: none ran, none is held.
     expect(ran).toBe(0);
     const states = await store.list({ task: 'job' });
