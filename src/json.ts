@@ -6,6 +6,8 @@ export type JsonValue = null | boolean | number | string | JsonValue[] | { [key:
 export type JsonObject = { [key: string]: JsonValue };
 
 const MAX_DEPTH = 64;
+/** The `seen` set of a scalar's copy: never read or written (only objects are). */
+const NO_OBJECTS = new Set<object>();
 
 /**
  * Returns a deep copy of `value` that is plain JSON, or throws `ValidationError` naming the
@@ -14,7 +16,8 @@ const MAX_DEPTH = 64;
  * (never as prototypes), so params cannot pollute any prototype.
  */
 export function toJson(value: unknown, field: string): JsonValue {
-  return copy(value, field, 0, new Set());
+  // Scalars need no cycle check (and no Set: this runs for every result and params).
+  return typeof value === 'object' && value !== null ? copy(value, field, 0, new Set()) : copy(value, field, 0, NO_OBJECTS);
 }
 
 function copy(value: unknown, path: string, depth: number, seen: Set<object>): JsonValue {
@@ -24,7 +27,8 @@ function copy(value: unknown, path: string, depth: number, seen: Set<object>): J
       return value;
     case 'number':
       if (!Number.isFinite(value)) throw new ValidationError(path, `must be JSON: ${String(value)} is not a finite number`);
-      return value;
+      // JSON has no -0 (JSON.stringify writes 0): every store must read back the same value.
+      return value === 0 ? 0 : value;
     case 'object': {
       if (value === null) return null;
       if (depth >= MAX_DEPTH) throw new ValidationError(path, `must be JSON nested at most ${MAX_DEPTH} levels deep`);

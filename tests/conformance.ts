@@ -58,6 +58,15 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         expect(all[0]?.nextRunAt?.getTime()).toBe(ref.nextRunAt?.getTime());
       });
 
+      it('params read back as their JSON on every store (-0 is 0, Dates are ISO strings)', async () => {
+        const s = await make();
+        await s.schedule('t', { uid: 'z', in: '1h', params: { z: -0, list: [-0, 1.5], when: new Date(0) } });
+        const got = (await s.get('t', 'z'))?.params as { z: number; list: number[]; when: string } | undefined;
+        expect(Object.is(got?.z, 0)).toBe(true);
+        expect(Object.is(got?.list[0], 0)).toBe(true);
+        expect(got).toEqual({ z: 0, list: [0, 1.5], when: '1970-01-01T00:00:00.000Z' });
+      });
+
       it('replacing a one-shot that is due soon means it fires once, with the new params', async () => {
         const s = await make();
         const seen: unknown[] = [];
