@@ -392,6 +392,31 @@ describe('RedisStore lease groups (one expiry per task per claim call)', () => {
   });
 });
 
+describe('RedisStore completion batches (one string: runs split by \\x1e, token and completion by \\x1f)', () => {
+  it('error texts holding the separators are kept (as U+FFFD), results holding them stay JSON; a foreign token with control characters is lease-lost alone', async () => {
+    const store = await openStore({ partitions: 1 });
+    const now = await store.now();
+    for (const uid of ['a', 'b', 'c']) await store.upsert({ task: 'sep', uid, spec: { kind: 'every', every: 3_600_000, anchor: now - 10 }, first: { at: now - 10 }, enabled: true, timeout: 0 });
+    const claim = await store.claim(request('sep', { attempts: 1 }));
+    const [a, b, c] = claim.runs;
+    if (a === undefined || b === undefined || c === undefined) throw new Error(`claimed ${claim.runs.length} runs`);
+    const statuses = await store.complete([
+      { token: a.token, outcome: 'failure', error: 'bad\x1erecord\x1funit|pipe', startedAt: claim.now, durationMs: 3 },
+      { token: `${a.token.slice(0, a.token.indexOf('.'))}.x\x1fy`, outcome: 'success', startedAt: claim.now, durationMs: 1 },
+      { token: b.token, outcome: 'success', result: { text: 'x\x1ey\x1fz|' }, startedAt: claim.now, durationMs: 2 },
+      { token: c.token, outcome: 'abandon', startedAt: 0, durationMs: 0 },
+    ]);
+    expect(statuses).toEqual(['ok', 'lease-lost', 'ok', 'ok']);
+    const sa = await store.get('sep', 'a');
+    expect(sa?.report).toMatchObject({ running: 0, failures: 1, lastError: 'bad\uFFFDrecord\uFFFDunit|pipe' });
+    const sb = await store.get('sep', 'b');
+    expect(sb?.report).toMatchObject({ running: 0, successes: 1, lastResult: { text: 'x\x1ey\x1fz|' } });
+    // The abandoned run is due again, as it was.
+    const again = await store.claim(request('sep'));
+    expect(again.runs.map((r) => [r.uid, r.attempt])).toEqual([['c', 1]]);
+  });
+});
+
 describe('RedisStore claim: batches of one due time mixing one-shots and recurring schedules', () => {
   it('each occurrence is claimed once, in member order; one-shots leave the due set, recurring ones advance in it', async () => {
     const store = await openStore({ partitions: 1 });

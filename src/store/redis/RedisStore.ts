@@ -741,16 +741,18 @@ export class RedisStore implements Store {
       const out = new Array<CompletionStatus>(completions.length).fill('lease-lost');
       await Promise.all(
         [...this.#byPartition(completions, (c) => c.token)].map(async ([p, items]) => {
-          // Two arguments per completion (lua/complete-1.lua): each costs Redis and ioredis
-          // about as much as its bytes, and most are empty.
-          const args: string[] = [String(items.length)];
+          // One string for the batch (lua/complete-1.lua): runs separated by \x1e, token and
+          // completion by \x1f. Each argument cost Redis about as much as the run's other
+          // work, and ioredis too.
+          let batch = '';
           for (const [c] of items) {
             let packed: string;
             if (c.outcome === 'success') packed = `s${c.startedAt}|${c.durationMs}|${resultJson(c.result)}`;
-            else if (c.outcome === 'failure') packed = `f${c.startedAt}|${c.durationMs}|${c.retryAt ?? ''}|${c.error ?? 'failed'}`;
+            else if (c.outcome === 'failure') packed = `f${c.startedAt}|${c.durationMs}|${c.retryAt ?? ''}|${separatorFree(c.error ?? 'failed')}`;
             else packed = 'a';
-            args.push(c.token, packed);
+            batch += batch === '' ? `${c.token}\x1f${packed}` : `\x1e${c.token}\x1f${packed}`;
           }
+          const args = [String(items.length), batch];
           // One character per completion: 'o' ok, 'l' lease-lost.
           const statuses = (await this.#script(p, 'complete', args)) as string;
           items.forEach(([, i], j) => {
@@ -770,6 +772,8 @@ export class RedisStore implements Store {
       const dot = t.indexOf('.');
       const p = Number(t.slice(0, dot));
       if (dot <= 0 || !Number.isInteger(p) || p < 0 || p >= this.#keys.partitions) return;
+      // Ours never hold control characters (a completion batch is split on two of them).
+      if (CONTROL.test(t)) return;
       const list = out.get(p) ?? [];
       list.push([item, i]);
       out.set(p, list);
@@ -1040,8 +1044,19 @@ function firstArgs(first: FirstDue): [string, string] {
   return ['next', ''];
 }
 
+// eslint-disable-next-line no-control-regex -- control characters are what it finds
+const CONTROL = /[\x00-\x1f]/;
+// eslint-disable-next-line no-control-regex -- the separators of lua/complete-1.lua's batch string
+const SEPARATORS = /[\x1e\x1f]/g;
+
+/** Text without the separators of lua/complete-1.lua's batch string (\x1e, \x1f become U+FFFD). */
+function separatorFree(text: string): string {
+  return text.replace(SEPARATORS, '\uFFFD');
+}
+
 function resultJson(result: unknown): Json {
-  return JSON.stringify(result === undefined ? null : toJson(result, 'result'));
+  if (result === undefined || result === null) return 'null';
+  return JSON.stringify(toJson(result, 'result'));
 }
 
 function toStoreError(operation: string, err: unknown): SchedkitError {

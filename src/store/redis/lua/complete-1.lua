@@ -6,7 +6,10 @@
 
   KEYS[1] B:m
   ARGV[1] B   ARGV[2] wake channel   ARGV[3] n
-  then n pairs: token, completion, one of
+  ARGV[4] the n completions in one string: separated by RS (\30), each 'token US completion'
+          (US = \31; tokens, numbers and JSON never hold control characters, and the client
+          replaces these two in error messages). One string, not two arguments per run: each
+          argument cost Redis about 0.45 us to read and hand to Lua. A completion is one of
     's<startedAt>|<durationMs>|<result JSON>'                    success
     'f<startedAt>|<durationMs>|<retryAt, '' = no retry>|<error>' failure
     'a'                                                          abandon (give back)
@@ -19,8 +22,12 @@ local out = {}
 -- The leases of the whole batch in one call and one expiry read per lease group; released
 -- in bulk at the end (nothing below reads B:l, B:L or B:g); a token given twice in one batch
 -- is lost the second time.
-local tokens = {}
-for i = 0, n - 1 do tokens[i + 1] = ARGV[4 + i * 2] end
+local tokens, codes = {}, {}
+for token, c in string.gmatch(ARGV[4], '([^\30\31]*)\31([^\30]*)') do
+  tokens[#tokens + 1] = token
+  codes[#codes + 1] = c
+end
+if #tokens ~= n then return redis.error_reply('schedkit complete: ' .. #tokens .. ' completions in the batch, ' .. n .. ' announced') end
 local OUTCOMES = { s = 'success', f = 'failure', a = 'abandon' }
 -- Per token: its lease info, group and the group's expiry (a number; false = none).
 local infos, groups, exps, group_exp = {}, {}, {}, {}
@@ -66,7 +73,7 @@ local released = {}
 local plain_done = {}
 local done = {}
 for i = 0, n - 1 do
-  local token, c = ARGV[4 + i * 2], ARGV[5 + i * 2]
+  local token, c = tokens[i + 1], codes[i + 1]
   local outcome = OUTCOMES[string.sub(c, 1, 1)] or 'abandon'
   local started, duration, result, err, retry_at = nil, nil, nil, nil, ''
   if outcome == 'failure' then
