@@ -283,7 +283,8 @@ export class Executor {
       }
       const perTask = new Map<string, number>();
       for (const run of result.runs) perTask.set(run.task, (perTask.get(run.task) ?? 0) + 1);
-      const full = result.runs.length >= request.limit || [...request.tasks].some(([task, p]) => (perTask.get(task) ?? 0) >= p.limit);
+      let full = result.runs.length >= request.limit;
+      for (const [task, policy] of request.tasks) if ((perTask.get(task) ?? 0) >= policy.limit) full = true;
       if (full && result.runs.length > 0 && this.#busy === 0 && this.#queued.length === 0) {
         const next = this.#aheadRequest(result.runs.length);
         if (next !== null) {

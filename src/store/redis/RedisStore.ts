@@ -111,7 +111,8 @@ interface PartitionClaim {
   readonly skipped: SkippedOccurrence[];
   readonly lost: LostLease[];
   readonly refills: Refill[];
-  readonly nextDue: number | null;
+  /** NaN: nothing pending. */
+  readonly nextDue: number;
   readonly counts: number[];
 }
 
@@ -488,7 +489,7 @@ export class RedisStore implements Store {
       const runs: ClaimedRun[] = [];
       const skipped: SkippedOccurrence[] = [];
       const lost: LostLease[] = [];
-      const key = tasks.map(([task]) => task).join('\u0000');
+      const key = taskKey(tasks);
       const hint = this.#hint;
       this.#hint = undefined;
       const backlog = hint !== undefined && hint.key === key && isFresh(hint.at, hint.mono, BACKLOG_HINT_MS);
@@ -535,7 +536,7 @@ export class RedisStore implements Store {
             lost.push(...r.lost);
             refills.push(...r.refills);
             counts[p] = r.counts;
-            nextDue[p] = r.nextDue;
+            nextDue[p] = Number.isNaN(r.nextDue) ? null : r.nextDue;
             // Give back the budget this partition did not use (skips, overlaps, races).
             limits.forEach((given, i) => {
               const unused = given - (r.perTask[i] ?? 0);
@@ -627,75 +628,16 @@ export class RedisStore implements Store {
   }
 
   async #claimPartition(p: number, tasks: readonly [string, TaskPolicy][], limits: readonly number[]): Promise<PartitionClaim> {
-    const total = limits.reduce((a, b) => a + b, 0);
-    const args: (string | number)[] = [randomBytes(9).toString('base64url'), String(p), String(total), String(Math.max(1, Math.floor(this.#lookahead / 4))), String(tasks.length)];
-    tasks.forEach(([task, policy], i) => {
-      args.push(task, policy.overlap, policy.misfire, String(policy.catchupWindow), String(policy.attempts), String(policy.leaseMs), String(limits[i] ?? 0));
-    });
-    const [now, rawRuns, rawSkipped, rawLost, rawRefill, rawNext, counts] = (await this.#script(p, 'claim', args)) as [
-      string,
-      string,
-      [string, string, string][],
-      [string, string, string, string, string, string][],
-      [string, string, string, string, string, string, string, string][],
-      string,
-      number[],
-    ];
-    const index = new Map(tasks.map(([task], i) => [task, i]));
-    const perTask = tasks.map(() => 0);
-    const nowMs = Number(now);
-    const runs: ClaimedRun[] = [];
-    // One string (lua/claim-1.lua): runs separated by \x1e, each "token\x1fenc\x1fdueAt\x1fextra";
-    // extra is '' for attempt 1 of a scheduled occurrence without params that supersedes
-    // nothing, else "attempt|kind|superseded|params".
-    for (let at = 0; at < rawRuns.length; ) {
-      let end = rawRuns.indexOf('\x1e', at);
-      if (end < 0) end = rawRuns.length;
-      const a1 = rawRuns.indexOf('\x1f', at);
-      const a2 = rawRuns.indexOf('\x1f', a1 + 1);
-      const a3 = rawRuns.indexOf('\x1f', a2 + 1);
-      if (a1 < 0 || a3 < 0 || a3 > end) throw new StoreError(`RedisStore: corrupt claim reply from partition ${p}`);
-      const token = rawRuns.slice(at, a1);
-      const { task, uid } = decodeId(rawRuns.slice(a1 + 1, a2));
-      const dueAt = Number(rawRuns.slice(a2 + 1, a3));
-      const extra = rawRuns.slice(a3 + 1, end);
-      at = end + 1;
-      const i = index.get(task);
-      if (i !== undefined) perTask[i] = (perTask[i] as number) + 1;
-      // Every run of a task in one claim shares its lease group: granted now, for the task's lease.
-      const leaseExpiresAt = nowMs + (i === undefined ? 0 : (tasks[i] as [string, TaskPolicy])[1].leaseMs);
-      if (extra === '') {
-        runs.push({ token, task, uid, params: undefined, dueAt, attempt: 1, kind: 'scheduled', leaseExpiresAt, supersedes: NONE });
-        continue;
-      }
-      const a = extra.indexOf('|');
-      const b = extra.indexOf('|', a + 1);
-      const c = extra.indexOf('|', b + 1);
-      const superseded = extra.slice(b + 1, c);
-      runs.push({
-        token,
-        task,
-        uid,
-        params: parseJson(extra.slice(c + 1), 'params'),
-        dueAt,
-        attempt: Number(extra.slice(0, a)),
-        kind: extra.slice(a + 1, b) as OccurrenceKind,
-        leaseExpiresAt,
-        supersedes: superseded === '' ? NONE : superseded.split(' '),
-      });
+    let total = 0;
+    for (const limit of limits) total += limit;
+    const args: (string | number)[] = [nonce(), String(p), String(total), String(Math.max(1, Math.floor(this.#lookahead / 4))), String(tasks.length)];
+    for (let i = 0; i < tasks.length; i++) {
+      const entry = tasks[i] as [string, TaskPolicy];
+      const policy = entry[1];
+      args.push(entry[0], policy.overlap, policy.misfire, String(policy.catchupWindow), String(policy.attempts), String(policy.leaseMs), String(limits[i] ?? 0));
     }
-    const skipped = rawSkipped.map(([enc, dueAt, reason]): SkippedOccurrence => ({ ...decodeId(enc), dueAt: Number(dueAt), reason: reason as 'overlap' | 'misfire' }));
-    const lost = rawLost.map(([token, enc, dueAt, attempt, kind, requeued]): LostLease => ({ token, ...decodeId(enc), dueAt: Number(dueAt), attempt: Number(attempt), kind: kind as OccurrenceKind, requeued: requeued === '1' }));
-    const refills = rawRefill.map(([enc, gen, nv, due, nx, , cron, tz]): Refill => ({
-      p,
-      enc,
-      gen,
-      nv,
-      due: Number(due),
-      list: parseTimes(nx),
-      spec: tz === '' ? { kind: 'cron', cron } : { kind: 'cron', cron, tz },
-    }));
-    return { now: Number(now), runs, perTask, skipped, lost, refills, nextDue: rawNext === '' ? null : Number(rawNext), counts: counts.map(Number) };
+    const reply = (await this.#script(p, 'claim', args)) as ClaimReply;
+    return parseClaim(p, tasks, reply);
   }
 
   /** Writes more precomputed due times for cron schedules (compare-and-set on their version). */
@@ -1048,6 +990,124 @@ function firstArgs(first: FirstDue): [string, string] {
 const CONTROL = /[\x00-\x1f]/;
 // eslint-disable-next-line no-control-regex -- the separators of lua/complete-1.lua's batch string
 const SEPARATORS = /[\x1e\x1f]/g;
+
+/** lua/claim-1.lua's reply: now, runs (one string), skipped, lost, refill, nextDue, counts. */
+type ClaimReply = [
+  string,
+  string,
+  [string, string, string][],
+  [string, string, string, string, string, string][],
+  [string, string, string, string, string, string, string, string][],
+  string,
+  number[],
+];
+
+/**
+ * A claim's reply, read. The runs' loop is its own function, and what is rare (skips, lost
+ * leases, cron refills) another: V8 optimizes a function as a whole, and recompiling this when
+ * a rare branch was first taken cost a cold drain ~30 ms of CPU more than once (--trace-deopt).
+ */
+function parseClaim(p: number, tasks: readonly [string, TaskPolicy][], reply: ClaimReply): PartitionClaim {
+  const now = Number(reply[0]);
+  const perTask = new Array<number>(tasks.length).fill(0);
+  const runs = parseRuns(p, tasks, reply[1], now, perTask);
+  const rare = reply[2].length > 0 || reply[3].length > 0 || reply[4].length > 0 ? parseRare(p, reply) : NO_RARE;
+  // nextDue is NaN for nothing pending: always a number, so these objects keep one shape.
+  return { now, runs, perTask, skipped: rare.skipped, lost: rare.lost, refills: rare.refills, nextDue: reply[5] === '' ? NaN : Number(reply[5]), counts: reply[6].map(Number) };
+}
+
+/**
+ * The runs of a claim reply: one string (lua/claim-1.lua), runs separated by \x1e, each
+ * "token\x1fenc\x1fdueAt\x1fextra"; extra is '' for attempt 1 of a scheduled occurrence without
+ * params that supersedes nothing, else "attempt|kind|superseded|params". Counts them per task.
+ */
+function parseRuns(p: number, tasks: readonly [string, TaskPolicy][], raw: string, now: number, perTask: number[]): ClaimedRun[] {
+  const runs: ClaimedRun[] = [];
+  for (let at = 0; at < raw.length; ) {
+    let end = raw.indexOf('\x1e', at);
+    if (end < 0) end = raw.length;
+    const a1 = raw.indexOf('\x1f', at);
+    const a2 = raw.indexOf('\x1f', a1 + 1);
+    const a3 = raw.indexOf('\x1f', a2 + 1);
+    if (a1 < 0 || a3 < 0 || a3 > end) throw new StoreError(`RedisStore: corrupt claim reply from partition ${p}`);
+    const token = raw.slice(at, a1);
+    const { task, uid } = decodeId(raw.slice(a1 + 1, a2));
+    const dueAt = Number(raw.slice(a2 + 1, a3));
+    const extra = raw.slice(a3 + 1, end);
+    at = end + 1;
+    let i = 0;
+    while (i < tasks.length && (tasks[i] as [string, TaskPolicy])[0] !== task) i++;
+    // Every run of a task in one claim shares its lease group: granted now, for the task's lease.
+    let leaseExpiresAt = now;
+    if (i < tasks.length) {
+      perTask[i] = (perTask[i] as number) + 1;
+      leaseExpiresAt += (tasks[i] as [string, TaskPolicy])[1].leaseMs;
+    }
+    if (extra === '') {
+      runs.push({ token, task, uid, params: undefined, dueAt, attempt: 1, kind: 'scheduled', leaseExpiresAt, supersedes: NONE });
+      continue;
+    }
+    const a = extra.indexOf('|');
+    const b = extra.indexOf('|', a + 1);
+    const c = extra.indexOf('|', b + 1);
+    const superseded = extra.slice(b + 1, c);
+    runs.push({
+      token,
+      task,
+      uid,
+      params: parseJson(extra.slice(c + 1), 'params'),
+      dueAt,
+      attempt: Number(extra.slice(0, a)),
+      kind: extra.slice(a + 1, b) as OccurrenceKind,
+      leaseExpiresAt,
+      supersedes: superseded === '' ? NONE : superseded.split(' '),
+    });
+  }
+  return runs;
+}
+
+interface RareParts {
+  readonly skipped: SkippedOccurrence[];
+  readonly lost: LostLease[];
+  readonly refills: Refill[];
+}
+const NO_RARE: RareParts = { skipped: [], lost: [], refills: [] };
+
+/** Skipped occurrences, lost leases and cron lists to refill, of a claim reply. */
+function parseRare(p: number, reply: ClaimReply): RareParts {
+  return {
+    skipped: reply[2].map(([enc, dueAt, reason]): SkippedOccurrence => ({ ...decodeId(enc), dueAt: Number(dueAt), reason: reason as 'overlap' | 'misfire' })),
+    lost: reply[3].map(([token, enc, dueAt, attempt, kind, requeued]): LostLease => ({ token, ...decodeId(enc), dueAt: Number(dueAt), attempt: Number(attempt), kind: kind as OccurrenceKind, requeued: requeued === '1' })),
+    refills: reply[4].map(([enc, gen, nv, due, nx, , cron, tz]): Refill => ({
+      p,
+      enc,
+      gen,
+      nv,
+      due: Number(due),
+      list: parseTimes(nx),
+      spec: tz === '' ? { kind: 'cron', cron } : { kind: 'cron', cron, tz },
+    })),
+  };
+}
+
+/** A claim's token nonce: 9 random bytes, base64url, drawn from a pool (one crypto call per 64 claims). */
+let noncePool = Buffer.alloc(0);
+let nonceAt = 0;
+function nonce(): string {
+  if (nonceAt + 9 > noncePool.length) {
+    noncePool = randomBytes(9 * 64);
+    nonceAt = 0;
+  }
+  nonceAt += 9;
+  return noncePool.toString('base64url', nonceAt - 9, nonceAt);
+}
+
+/** The task names of a claim, as one string (what a backlog hint is for). */
+function taskKey(tasks: readonly [string, TaskPolicy][]): string {
+  let key = '';
+  for (let i = 0; i < tasks.length; i++) key += i === 0 ? (tasks[i] as [string, TaskPolicy])[0] : `\u0000${(tasks[i] as [string, TaskPolicy])[0]}`;
+  return key;
+}
 
 /** Text without the separators of lua/complete-1.lua's batch string (\x1e, \x1f become U+FFFD). */
 function separatorFree(text: string): string {
