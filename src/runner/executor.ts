@@ -27,6 +27,8 @@ interface ActiveRun {
   settled: Promise<void>;
   /** Whether the run still counts against its task's concurrency (until its handler is done). */
   slot: boolean;
+  /** The handler's error (or its timeout), once it failed. */
+  error: Error | undefined;
   /** Links of the executor's list of runs in progress. */
   prev: ActiveRun | null;
   next: ActiveRun | null;
@@ -44,6 +46,15 @@ interface CompletionBatch {
   readonly done: Promise<readonly CompletionStatus[]>;
   readonly resolve: (statuses: readonly CompletionStatus[]) => void;
   readonly reject: (err: unknown) => void;
+}
+
+/** Whether a claim took all it asked for (all, or all of one task): more may be due. */
+function isFull(request: ClaimRequest, result: ClaimResult): boolean {
+  if (result.runs.length >= request.limit) return true;
+  const perTask = new Map<string, number>();
+  for (const run of result.runs) perTask.set(run.task, (perTask.get(run.task) ?? 0) + 1);
+  for (const [task, policy] of request.tasks) if ((perTask.get(task) ?? 0) >= policy.limit) return true;
+  return false;
 }
 
 function controllerOf(run: ActiveRun): AbortController {
@@ -264,27 +275,13 @@ export class Executor {
         return;
       }
       if (this.#stopped) {
-        // Claimed while stopping: give it straight back.
-        if (result.runs.length > 0) {
-          await this.#store.complete(result.runs.map((r) => ({ token: r.token, outcome: 'abandon' as const, startedAt: 0, durationMs: 0 }))).catch((err: unknown) => this.#error(err));
-        }
+        await this.#giveBack(result.runs); // claimed while stopping
         return;
       }
       this.#claimNow = result.now;
       this.#claimMono = performance.now();
-      for (const lost of result.lost) {
-        this.#emit('run:lost', { task: lost.task, uid: lost.uid, dueAt: new Date(lost.dueAt), attempt: lost.attempt, kind: lost.kind, requeued: lost.requeued, reason: 'lease expired' });
-        const active = this.#find(lost.token);
-        if (active !== undefined) this.#fence(active, 'lease expired');
-        this.#unqueue(lost.token);
-      }
-      for (const skip of result.skipped) {
-        this.#emit('run:skipped', { task: skip.task, uid: skip.uid, dueAt: new Date(skip.dueAt), reason: skip.reason });
-      }
-      const perTask = new Map<string, number>();
-      for (const run of result.runs) perTask.set(run.task, (perTask.get(run.task) ?? 0) + 1);
-      let full = result.runs.length >= request.limit;
-      for (const [task, policy] of request.tasks) if ((perTask.get(task) ?? 0) >= policy.limit) full = true;
+      if (result.lost.length > 0 || result.skipped.length > 0) this.#reportLostAndSkipped(result);
+      const full = isFull(request, result);
       if (full && result.runs.length > 0 && this.#busy === 0 && this.#queued.length === 0) {
         const next = this.#aheadRequest(result.runs.length);
         if (next !== null) {
@@ -299,7 +296,7 @@ export class Executor {
         else this.#admit(claim);
       }
       if (late.length > 0) {
-        await this.#store.complete(late.map((r) => ({ token: r.token, outcome: 'abandon' as const, startedAt: 0, durationMs: 0 }))).catch((err: unknown) => this.#error(err));
+        await this.#giveBack(late);
         return;
       }
       if (full && result.runs.length > 0) {
@@ -310,6 +307,19 @@ export class Executor {
         this.#arm(result.nextDueAt, result.now);
       }
     } while (this.#again && !this.#stopped);
+  }
+
+  /** Leases a claim found expired (their runs are fenced here) and occurrences it skipped. */
+  #reportLostAndSkipped(result: ClaimResult): void {
+    for (const lost of result.lost) {
+      this.#emit('run:lost', { task: lost.task, uid: lost.uid, dueAt: new Date(lost.dueAt), attempt: lost.attempt, kind: lost.kind, requeued: lost.requeued, reason: 'lease expired' });
+      const active = this.#find(lost.token);
+      if (active !== undefined) this.#fence(active, 'lease expired');
+      this.#unqueue(lost.token);
+    }
+    for (const skip of result.skipped) {
+      this.#emit('run:skipped', { task: skip.task, uid: skip.uid, dueAt: new Date(skip.dueAt), reason: skip.reason });
+    }
   }
 
   #request(): ClaimRequest | null {
@@ -403,8 +413,13 @@ export class Executor {
     this.#ahead = undefined;
     const back = this.#queued.splice(0);
     if (ahead !== undefined) back.push(...(await ahead.result.then((r) => r.runs, () => [])));
-    if (back.length === 0) return;
-    await this.#store.complete(back.map((r) => ({ token: r.token, outcome: 'abandon' as const, startedAt: 0, durationMs: 0 }))).catch((err: unknown) => this.#error(err));
+    await this.#giveBack(back);
+  }
+
+  /** Gives claimed runs back to the store as they were (they never started). */
+  async #giveBack(claims: readonly ClaimedRun[]): Promise<void> {
+    if (claims.length === 0) return;
+    await this.#store.complete(claims.map((r) => ({ token: r.token, outcome: 'abandon' as const, startedAt: 0, durationMs: 0 }))).catch((err: unknown) => this.#error(err));
   }
 
   /** The store's time now: exact for in-process stores, else estimated from the latest claim. */
@@ -445,7 +460,7 @@ export class Executor {
   #start(claim: ClaimedRun): void {
     const def = this.#tasks.get(claim.task);
     if (def === undefined) return; // cannot happen: we only claim defined tasks
-    const run: ActiveRun = { claim, def, controller: undefined, fenced: false, settled: NOT_STARTED, slot: true, prev: null, next: this.#head };
+    const run: ActiveRun = { claim, def, controller: undefined, fenced: false, settled: NOT_STARTED, slot: true, error: undefined, prev: null, next: this.#head };
     if (this.#head !== null) this.#head.prev = run;
     this.#head = run;
     this.#count++;
@@ -485,49 +500,29 @@ export class Executor {
     return { task: ctx.task, uid: ctx.uid, dueAt: ctx.dueAt, attempt: ctx.attempt, kind: ctx.kind };
   }
 
+  /**
+   * The handler, then the completion. Kept small: V8 compiles an async function whole, and the
+   * branches of what is rare (a timeout, a fenced run, a failure) live in the sync methods below.
+   */
   async #runAndComplete(run: ActiveRun): Promise<void> {
-    const { claim, def } = run;
     const ctx = new Context(run);
     const started = this.#storeNow();
     const startedMono = performance.now();
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = def.config.timeout;
-    if (timeout !== undefined) {
-      timer = setTimeout(() => controllerOf(run).abort(new RunTimeoutError(claim.task, timeout)), timeout);
-      timer.unref();
-    }
+    const timer = run.def.config.timeout === undefined ? undefined : this.#timeoutOf(run, run.def.config.timeout);
     // Event objects are built field by field: an object spread cost ~3 us per run here.
     if (this.#wants('run:start')) this.#emit('run:start', { task: ctx.task, uid: ctx.uid, dueAt: ctx.dueAt, attempt: ctx.attempt, kind: ctx.kind, startedAt: new Date(started) });
     let result: JsonValue | null = null;
     let error: Error | undefined;
     try {
-      const value: unknown = await (def.handler as TaskHandler)(ctx);
-      result = value === undefined ? null : toJson(value, `task "${claim.task}" result`);
+      const value: unknown = await (run.def.handler as TaskHandler)(ctx);
+      if (value !== undefined) result = toJson(value, `task "${ctx.task}" result`);
     } catch (err) {
       error = err instanceof Error ? err : new Error(String(err));
-    } finally {
-      clearTimeout(timer);
     }
-    const reason: unknown = run.controller?.signal.reason;
-    if (error === undefined && run.controller?.signal.aborted === true && reason instanceof RunTimeoutError) error = reason;
+    if (timer !== undefined) clearTimeout(timer);
     const durationMs = Math.round(performance.now() - startedMono);
-    if (durationMs <= QUICK_MS) this.#quick.add(claim.task);
-    else this.#quick.delete(claim.task);
-    if (run.fenced) {
-      if (error === undefined && reason instanceof Error) error = reason;
-      this.#emit('run:failure', { ...this.#eventOf(ctx), error: error ?? new Error('lease lost'), durationMs, willRetry: false });
-      return;
-    }
-    const startedAt = started;
-    let completion: Completion;
-    if (error === undefined) {
-      completion = { token: claim.token, outcome: 'success', result, startedAt, durationMs };
-    } else {
-      const retry = def.config.retry;
-      const willRetry = claim.attempt < retry.attempts;
-      const retryAt = willRetry ? this.#storeNow() + retryDelay(retry, claim.attempt) : undefined;
-      completion = { token: claim.token, outcome: 'failure', error: error.message, startedAt, durationMs, retryAt };
-    }
+    const completion = this.#completionOf(run, ctx, result, error, started, durationMs);
+    if (completion === null) return;
     let status: CompletionStatus;
     this.#completing++;
     this.#freeSlot(run);
@@ -541,18 +536,52 @@ export class Executor {
     } finally {
       this.#completing--;
     }
-    if (status === 'lease-lost') {
-      this.#emit('run:lost', { ...this.#eventOf(ctx), requeued: false, reason: 'lease lost before completion' });
-      return;
-    }
-    if (error === undefined) {
+    if (status === 'ok' && completion.outcome === 'success') {
       if (this.#wants('run:success')) this.#emit('run:success', { task: ctx.task, uid: ctx.uid, dueAt: ctx.dueAt, attempt: ctx.attempt, kind: ctx.kind, result, durationMs });
     } else {
-      const event = this.#eventOf(ctx);
-      this.#emit('run:failure', { ...event, error, durationMs, willRetry: completion.retryAt !== undefined });
-      if (completion.retryAt !== undefined) {
-        this.#emit('run:retry', { ...event, error, retryAt: new Date(completion.retryAt - this.#storeNow() + Date.now()), nextAttempt: claim.attempt + 1 });
-      }
+      this.#reportOther(run, ctx, completion, status, durationMs);
+    }
+  }
+
+  #timeoutOf(run: ActiveRun, timeout: number): NodeJS.Timeout {
+    const timer = setTimeout(() => controllerOf(run).abort(new RunTimeoutError(run.claim.task, timeout)), timeout);
+    timer.unref();
+    return timer;
+  }
+
+  /** What to tell the store about a run whose handler is done; null (and a `run:failure`) when its lease is gone. */
+  #completionOf(run: ActiveRun, ctx: Context, result: JsonValue | null, handlerError: Error | undefined, startedAt: number, durationMs: number): Completion | null {
+    const { claim, def } = run;
+    let error = handlerError;
+    const reason: unknown = run.controller?.signal.reason;
+    if (error === undefined && run.controller?.signal.aborted === true && reason instanceof RunTimeoutError) error = reason;
+    if (durationMs <= QUICK_MS) this.#quick.add(claim.task);
+    else this.#quick.delete(claim.task);
+    if (run.fenced) {
+      if (error === undefined && reason instanceof Error) error = reason;
+      this.#emit('run:failure', { ...this.#eventOf(ctx), error: error ?? new Error('lease lost'), durationMs, willRetry: false });
+      return null;
+    }
+    if (error === undefined) return { token: claim.token, outcome: 'success', result, startedAt, durationMs };
+    const retry = def.config.retry;
+    const willRetry = claim.attempt < retry.attempts;
+    const retryAt = willRetry ? this.#storeNow() + retryDelay(retry, claim.attempt) : undefined;
+    run.error = error;
+    return { token: claim.token, outcome: 'failure', error: error.message, startedAt, durationMs, retryAt };
+  }
+
+  /** The events of a completion that was not a plain success: lease lost, failure, retry. */
+  #reportOther(run: ActiveRun, ctx: Context, completion: Completion, status: CompletionStatus, durationMs: number): void {
+    const event = this.#eventOf(ctx);
+    if (status === 'lease-lost') {
+      this.#emit('run:lost', { ...event, requeued: false, reason: 'lease lost before completion' });
+      return;
+    }
+    if (completion.outcome !== 'failure') return;
+    const error = run.error ?? new Error(completion.error ?? 'failed');
+    this.#emit('run:failure', { ...event, error, durationMs, willRetry: completion.retryAt !== undefined });
+    if (completion.retryAt !== undefined) {
+      this.#emit('run:retry', { ...event, error, retryAt: new Date(completion.retryAt - this.#storeNow() + Date.now()), nextAttempt: ctx.attempt + 1 });
     }
   }
 
