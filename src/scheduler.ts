@@ -7,7 +7,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { DuplicateTaskError, ScheduleNotFoundError, SchedkitError, SchedulerStoppedError, UnknownTaskError, ValidationError } from './errors.js';
 import { toOptionalJson, type JsonValue } from './json.js';
 import { normalizeSchedule, normalizeTiming, onceInput, taskConfig, type NormalizedSchedule } from './options.js';
-import { Executor, type TaskDefinition } from './runner/executor.js';
+import { Executor, type ExecutorEvent, type TaskDefinition } from './runner/executor.js';
 import { WorkerPool, type PooledModule, type PoolOptions, type PoolStats } from './runner/pool.js';
 import { MemoryStore } from './store/memory/MemoryStore.js';
 import { loadRegistry } from './store/registry.js';
@@ -70,7 +70,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       this.#tasks,
       this.#concurrency,
       this.#owner,
-      (event, ...args) => this.#emitSafe(event, ...args),
+      (event, payload) => this.#emitOne(event, payload),
       (event) => this.listenerCount(event) > 0,
     );
   }
@@ -128,7 +128,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     if (this.#state === 'stopping') throw new SchedulerStoppedError('start');
     await this.#open();
     this.#state = 'started';
-    this.#unlistenStore ??= this.store.onBackgroundError?.((err) => this.#emitSafe('error', err));
+    this.#unlistenStore ??= this.store.onBackgroundError?.((err) => this.#emitOne('error', err));
     this.#executing = opts['execute'] !== false;
     if (this.#executing) {
       this.#executor.start();
@@ -136,7 +136,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       // alive until stop(), as a listening server would (start({ keepAlive: false }) opts out).
       if (opts['keepAlive'] !== false) this.#keepAlive = setInterval(() => undefined, 2 ** 30);
     }
-    this.#emitSafe('start');
+    this.#emitLifecycle('start');
   }
 
   /** Stops claiming, drains running work (aborting what outlasts `timeout`), closes the store. */
@@ -162,7 +162,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       this.#unlistenStore?.();
       this.#unlistenStore = undefined;
       this.#state = 'stopped';
-      this.#emitSafe('stop');
+      this.#emitLifecycle('stop');
     }
   }
 
@@ -340,18 +340,30 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     return this.#opened;
   }
 
-  /** Emits; an `error` with no listener is reported as a process warning instead of throwing. */
-  #emitSafe<K extends keyof SchedulerEvents>(event: K, ...args: SchedulerEvents[K]): void {
+  /**
+   * Emits an event with its payload (every event but start and stop has one; no rest-argument
+   * arrays: this runs for every run). An `error` with no listener is reported as a process
+   * warning instead of throwing; a throwing listener becomes an `error` event.
+   */
+  #emitOne<K extends ExecutorEvent>(event: K, payload: SchedulerEvents[K][0]): void {
     if (event === 'error' && this.listenerCount('error') === 0) {
-      const err = args[0] as Error;
-      process.emitWarning(`schedkit: ${err.message}`, { code: 'SCHEDKIT_ERROR' });
+      process.emitWarning(`schedkit: ${(payload as Error).message}`, { code: 'SCHEDKIT_ERROR' });
       return;
     }
     try {
-      (this.emit as (e: K, ...a: SchedulerEvents[K]) => boolean)(event, ...args);
+      (this.emit as (e: K, p: SchedulerEvents[K][0]) => boolean)(event, payload);
     } catch (err) {
       // A throwing listener must not break the scheduler's loop.
-      if (event !== 'error') this.#emitSafe('error', err instanceof Error ? err : new Error(String(err)));
+      if (event !== 'error') this.#emitOne('error', err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  /** `start` and `stop` (no payload), as #emitOne does the others. */
+  #emitLifecycle(event: 'start' | 'stop'): void {
+    try {
+      this.emit(event);
+    } catch (err) {
+      this.#emitOne('error', err instanceof Error ? err : new Error(String(err)));
     }
   }
 }

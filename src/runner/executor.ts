@@ -10,7 +10,10 @@ export interface TaskDefinition {
   readonly config: TaskConfig;
 }
 
-type Emit = <K extends keyof SchedulerEvents>(event: K, ...args: SchedulerEvents[K]) => void;
+/** The events an executor emits: each has one payload. */
+export type ExecutorEvent = { [K in keyof SchedulerEvents]: SchedulerEvents[K] extends [unknown] ? K : never }[keyof SchedulerEvents];
+/** Emits one event with its payload (no rest arguments: this runs for every run). */
+export type Emit = <K extends ExecutorEvent>(event: K, payload: SchedulerEvents[K][0]) => void;
 
 /** Never wait longer than this between claims: engines misbehave after suspend, and a store's clock may jump. */
 const MAX_WAIT_MS = 30_000;
@@ -484,16 +487,6 @@ export class Executor {
     controllerOf(run).abort(new LeaseLostError(run.claim.task, run.claim.uid, reason));
   }
 
-  /** Runs the handler and completes the run; then the run leaves the list and we claim again. */
-  async #execute(run: ActiveRun): Promise<void> {
-    try {
-      await this.#runAndComplete(run);
-    } finally {
-      this.#unlink(run);
-      this.#freeSlot(run);
-      this.wake();
-    }
-  }
 
   /** The fields every run event has (built only for the rare events: the common ones are built field by field). */
   #eventOf(ctx: Context): RunEvent {
@@ -501,45 +494,52 @@ export class Executor {
   }
 
   /**
-   * The handler, then the completion. Kept small: V8 compiles an async function whole, and the
-   * branches of what is rare (a timeout, a fenced run, a failure) live in the sync methods below.
+   * The handler, then the completion; then the run leaves the list and we claim again. Kept
+   * small: V8 compiles an async function whole, and the branches of what is rare (a timeout, a
+   * fenced run, a failure) live in the sync methods below.
    */
-  async #runAndComplete(run: ActiveRun): Promise<void> {
-    const ctx = new Context(run);
-    const started = this.#storeNow();
-    const startedMono = performance.now();
-    const timer = run.def.config.timeout === undefined ? undefined : this.#timeoutOf(run, run.def.config.timeout);
-    // Event objects are built field by field: an object spread cost ~3 us per run here.
-    if (this.#wants('run:start')) this.#emit('run:start', { task: ctx.task, uid: ctx.uid, dueAt: ctx.dueAt, attempt: ctx.attempt, kind: ctx.kind, startedAt: new Date(started) });
-    let result: JsonValue | null = null;
-    let error: Error | undefined;
+  async #execute(run: ActiveRun): Promise<void> {
     try {
-      const value: unknown = await (run.def.handler as TaskHandler)(ctx);
-      if (value !== undefined) result = toJson(value, `task "${ctx.task}" result`);
-    } catch (err) {
-      error = err instanceof Error ? err : new Error(String(err));
-    }
-    if (timer !== undefined) clearTimeout(timer);
-    const durationMs = Math.round(performance.now() - startedMono);
-    const completion = this.#completionOf(run, ctx, result, error, started, durationMs);
-    if (completion === null) return;
-    let status: CompletionStatus;
-    this.#completing++;
-    this.#freeSlot(run);
-    try {
-      const batch = this.#enqueue(completion);
-      const index = batch.items.length - 1;
-      status = (await batch.done)[index] ?? 'lease-lost';
-    } catch (err) {
-      this.#error(err);
-      return;
+      const ctx = new Context(run);
+      const started = this.#storeNow();
+      const startedMono = performance.now();
+      const timer = run.def.config.timeout === undefined ? undefined : this.#timeoutOf(run, run.def.config.timeout);
+      // Event objects are built field by field: an object spread cost ~3 us per run here.
+      if (this.#wants('run:start')) this.#emit('run:start', { task: ctx.task, uid: ctx.uid, dueAt: ctx.dueAt, attempt: ctx.attempt, kind: ctx.kind, startedAt: new Date(started) });
+      let result: JsonValue | null = null;
+      let error: Error | undefined;
+      try {
+        const value: unknown = await (run.def.handler as TaskHandler)(ctx);
+        if (value !== undefined) result = toJson(value, `task "${ctx.task}" result`);
+      } catch (err) {
+        error = err instanceof Error ? err : new Error(String(err));
+      }
+      if (timer !== undefined) clearTimeout(timer);
+      const durationMs = Math.round(performance.now() - startedMono);
+      const completion = this.#completionOf(run, ctx, result, error, started, durationMs);
+      if (completion === null) return;
+      let status: CompletionStatus;
+      this.#completing++;
+      this.#freeSlot(run);
+      try {
+        const batch = this.#enqueue(completion);
+        const index = batch.items.length - 1;
+        status = (await batch.done)[index] ?? 'lease-lost';
+      } catch (err) {
+        this.#error(err);
+        return;
+      } finally {
+        this.#completing--;
+      }
+      if (status === 'ok' && completion.outcome === 'success') {
+        if (this.#wants('run:success')) this.#emit('run:success', { task: ctx.task, uid: ctx.uid, dueAt: ctx.dueAt, attempt: ctx.attempt, kind: ctx.kind, result, durationMs });
+      } else {
+        this.#reportOther(run, ctx, completion, status, durationMs);
+      }
     } finally {
-      this.#completing--;
-    }
-    if (status === 'ok' && completion.outcome === 'success') {
-      if (this.#wants('run:success')) this.#emit('run:success', { task: ctx.task, uid: ctx.uid, dueAt: ctx.dueAt, attempt: ctx.attempt, kind: ctx.kind, result, durationMs });
-    } else {
-      this.#reportOther(run, ctx, completion, status, durationMs);
+      this.#unlink(run);
+      this.#freeSlot(run);
+      this.wake();
     }
   }
 
