@@ -301,12 +301,12 @@ end
 
 -- Takes the schedule's scheduled occurrence; returns true (leased), nil (skipped or held back) or
 -- 'held' (cron list must be refilled first: left due, untouched).
+-- `due` may be nil (the caller had no need of the number): it is `sdue`, the score as a string.
 local function take_scheduled(task, pol, dk, enc, due, sdue, plain)
-  local h = skey(enc)
   -- Most due members of a drain are plain one-shots without a hash: known from the batch's
   -- EXISTS (claim_task), else one cheap probe.
   local gen = nil
-  if not plain then gen = redis.call('HGET', h, 'g') end
+  if not plain then gen = redis.call('HGET', skey(enc), 'g') end
   if not gen then
     -- A plain one-shot, stored as this member only (lib: materialize): it runs as a new
     -- incarnation without a hash (lib: lift), its token for a gen.
@@ -315,6 +315,8 @@ local function take_scheduled(task, pol, dk, enc, due, sdue, plain)
     done_members[#done_members + 1] = enc
     return lease(task, pol, enc, nil, due, 1, 'scheduled', FRESH, sdue)
   end
+  due = due or tonumber(sdue)
+  local h = skey(enc)
   local f = redis.call('HMGET', h, 'g', 'k', 'ev', 'an', 'nx', 'ne', 'nv', 'en', 'ru', 'tk', 'p')
   local state = { ru = num(f[9]) or 0, tk = f[10] or nil, p = f[11] or nil, claimed = false }
   local kind = f[2]
@@ -416,10 +418,14 @@ local function claim_task(task, pol, limit)
     local i, j = 1, 1
     while taken < limit and (i <= #mains or j <= #extras) do
       steps = steps + 1
-      local main_at = i <= #mains and tonumber(mains[i + 1]) or math.huge
-      local extra_at = j <= #extras and tonumber(extras[j + 1]) or math.huge
+      -- With no extra left to order against, a member's score stays a string (most of a drain).
+      local main_at, extra_at = nil, math.huge
+      if j <= #extras then
+        extra_at = tonumber(extras[j + 1])
+        main_at = i <= #mains and tonumber(mains[i + 1]) or math.huge
+      end
       local run
-      if main_at <= extra_at then
+      if i <= #mains and (main_at == nil or main_at <= extra_at) then
         run = take_scheduled(task, pol, dk, mains[i], main_at, mains[i + 1], plain)
         i = i + 2
         if run == 'held' then
