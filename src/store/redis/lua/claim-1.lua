@@ -409,11 +409,15 @@ local function claim_task(task, pol, limit)
     -- EXISTS for the batch instead of a probe per member (each redis.call from Lua costs
     -- about as much as the rest of a plain one-shot's claim). Nothing below gives a member
     -- read here a hash before it is taken.
-    local plain = false
-    if #mains > 0 then
+    local plain = #mains > 0
+    for from = 1, #mains, 2000 do
+      -- 1000 keys a call at most: Lua 5.1's unpack stops near 8000 values.
       local ks = {}
-      for k = 1, #mains, 2 do ks[#ks + 1] = skey(mains[k]) end
-      plain = redis.call('EXISTS', unpack(ks)) == 0
+      for k = from, math.min(#mains, from + 1999), 2 do ks[#ks + 1] = skey(mains[k]) end
+      if redis.call('EXISTS', unpack(ks)) > 0 then
+        plain = false
+        break
+      end
     end
     local i, j = 1, 1
     while taken < limit and (i <= #mains or j <= #extras) do
