@@ -11,24 +11,14 @@
  * Prints jobs/s and Redis and Node CPU per job.
  */
 import { spawn } from 'node:child_process';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
+import { freePort } from './net.mjs';
 
 const n = Number(process.env.FLOOR_N ?? 50_000);
 const batch = Number(process.env.FLOOR_BATCH ?? 100);
-
-async function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /** Whether something listens on the loopback port. */
 async function accepts(port) {

@@ -24,12 +24,12 @@
 import { execFileSync, fork, spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { createServer } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import os from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { freePort } from './net.mjs';
 import { fmt, fmtInt, percentile, preciseClock, renderTable } from './stats.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -381,18 +381,6 @@ if (process.argv[2] === '--worker') {
 }
 
 // ====================================================================== parent side
-
-function freePort() {
-  return new Promise((res, rej) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', rej);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => res(address.port));
-    });
-  });
-}
 
 async function startRedis() {
   const port = await freePort();

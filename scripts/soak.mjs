@@ -26,7 +26,8 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { createConnection, createServer as createNetServer } from 'node:net';
+import { createConnection } from 'node:net';
+import { freePort } from '../bench/net.mjs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
@@ -180,17 +181,6 @@ class Errors {
 }
 
 // ============================================================================ redis-server and dist
-
-function freePort() {
-  return new Promise((res, rej) => {
-    const srv = createNetServer();
-    srv.on('error', rej);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => res(port));
-    });
-  });
-}
 
 function ping(port) {
   return new Promise((res) => {

@@ -6,11 +6,12 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createConnection, createServer } from 'node:net';
+import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll } from 'vitest';
 import { RedisStore, Scheduler, type RedisStoreOptions } from '../src/index.js';
+import { freePort } from '../bench/net.mjs';
 
 export const REDIS_SERVER = process.env['REDIS_SERVER'] ?? '/usr/bin/redis-server';
 export const REDIS_CLI = process.env['REDIS_CLI'] ?? '/usr/bin/redis-cli';
@@ -55,18 +56,7 @@ export function removeTmpDir(dir: string): void {
   tmpDirs.delete(dir);
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 /** Sends one inline command and resolves its raw reply (a status line or one bulk string). */
 export function redisCommand(port: number, command: string, timeoutMs = 1000): Promise<string> {
