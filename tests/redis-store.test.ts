@@ -8,6 +8,7 @@ import { RedisStore, Scheduler } from '../src/index.js';
 import type { ClaimRequest, TaskPolicy } from '../src/store/index.js';
 import { HISTORY_LIMIT } from '../src/store/index.js';
 import { encodeId, Keys } from '../src/store/redis/keys.js';
+import { scripts } from '../src/store/redis/scripts.js';
 import { sleep, waitFor } from './helpers.js';
 import { randomPrefix, useRedisServer } from './redis-harness.js';
 
@@ -564,5 +565,30 @@ describe('RedisStore plain one-shots run without a hash (lib: lift)', () => {
     expect(await store.complete(again.runs.map((r) => ok(r.token, again.now)))).toEqual(['ok', 'ok', 'ok']);
     expect(await store.list()).toEqual([]);
     expect(await running(store)).toBe(0);
+  });
+});
+
+describe('RedisStore scripts (EVALSHA, loaded again on NOSCRIPT)', () => {
+  it('after SCRIPT FLUSH every script loads itself again: upsert, claim, renew, complete, trigger and remove still work', async () => {
+    const store = await openStore({ partitions: 1 });
+    const now = await store.now();
+    await store.upsert({ task: 's', uid: 'a', spec: { kind: 'once' }, first: { at: now - 10 }, enabled: true, timeout: 0 });
+    const sha = (name: 'upsert' | 'claim') => scripts().get(name)?.sha ?? '';
+    await raw.script('FLUSH');
+    expect(await raw.script('EXISTS', sha('upsert'), sha('claim'))).toEqual([0, 0]);
+    await store.upsert({ task: 's', uid: 'b', spec: { kind: 'every', every: 60_000, anchor: now - 10 }, first: { at: now - 10 }, enabled: true, timeout: 0 });
+    await raw.script('FLUSH');
+    const claim = await store.claim(request('s'));
+    expect(claim.runs.map((r) => r.uid).sort()).toEqual(['a', 'b']);
+    expect(await raw.script('EXISTS', sha('upsert'), sha('claim'))).toEqual([0, 1]);
+    await raw.script('FLUSH');
+    expect(await store.renew(claim.runs.map((r) => r.token), 30_000)).toEqual([true, true]);
+    await raw.script('FLUSH');
+    expect(await store.complete(claim.runs.map((r) => ({ token: r.token, outcome: 'success' as const, startedAt: claim.now, durationMs: 1 })))).toEqual(['ok', 'ok']);
+    await raw.script('FLUSH');
+    expect(await store.trigger('s', 'b')).toBe(true);
+    await raw.script('FLUSH');
+    expect(await store.remove('s', 'b')).toBe(true);
+    expect(await store.list({ task: 's' })).toEqual([]);
   });
 });

@@ -854,7 +854,7 @@ export class RedisStore implements Store {
   }
 
   #script(p: number, name: ScriptName, args: readonly (string | number)[]): Promise<unknown> {
-    return run(this.#c().forPartition(p), name, [this.#keys.partitionMeta(p)], [this.#keys.base(p), this.#keys.channel, ...args]);
+    return run(this.#c().forPartition(p), name, [this.#keys.partitionMeta(p)], [this.#keys.base(p), this.#keys.channel], args);
   }
 
   /**
