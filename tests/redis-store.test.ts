@@ -341,12 +341,16 @@ describe('RedisStore lease groups (one expiry per task per claim call)', () => {
     const claim = await store.claim(request('g', { leaseMs: 5_000 }));
     const [a, b, c] = claim.runs;
     if (a === undefined || b === undefined || c === undefined) throw new Error(`claimed ${claim.runs.length} runs`);
-    const group = a.token.slice(0, a.token.lastIndexOf('.'));
-    expect([b.token, c.token].map((t) => t.slice(0, t.lastIndexOf('.')))).toEqual([group, group]);
+    // A run's token is "<group>.<n>/<enc>" (lua/includes/lib.lua).
+    const groupOf = (t: string): string => t.slice(0, t.lastIndexOf('.', t.indexOf('/')));
+    const group = groupOf(a.token);
+    expect([b.token, c.token].map(groupOf)).toEqual([group, group]);
+    expect(claim.runs.map((r) => r.token.slice(r.token.indexOf('/') + 1))).toEqual(['a', 'b', 'c'].map((uid) => encodeId('g', uid)));
     expect(new Set(claim.runs.map((r) => r.token)).size).toBe(3);
     const B = base(store.prefix);
     expect(await raw.zrange(`${B}:L`, 0, -1)).toEqual([group]);
-    expect(await raw.hgetall(`${B}:g`)).toEqual({ [group]: '3', [`${group}#`]: '3' });
+    // Plain one-shots: the group also lists them, with its attempts and start (lib: lift).
+    expect(await raw.hgetall(`${B}:g`)).toEqual({ [group]: '3', [`${group}#`]: '3', [`${group}/`]: `1|${claim.now}|${['a', 'b', 'c'].map((uid) => encodeId('g', uid)).join('\x1e')}` });
 
     expect(await store.complete([{ token: a.token, outcome: 'success', startedAt: claim.now, durationMs: 1 }])).toEqual(['ok']);
     expect(await raw.hget(`${B}:g`, group)).toBe('2');
@@ -486,10 +490,15 @@ describe('RedisStore plain one-shots run without a hash (lib: lift)', () => {
     const claim = await store.claim(request('q'));
     expect(claim.runs.map((r) => r.uid)).toEqual(['a', 'b']);
     const B = base(store.prefix);
-    // Field "~" keeps B:o (and B:l) a hash table while runs are in it (lib: hashtable).
-    expect(await raw.hgetall(`${B}:o`)).toEqual({ '~': '~'.repeat(80), [encodeId('q', 'a')]: claim.runs[0]?.token, [encodeId('q', 'b')]: claim.runs[1]?.token });
+    // Its B:o entry "<lease token>|<dueAt>" is its whole lease: no lease info in B:l. Field "~"
+    // keeps B:o a hash table while runs are in it (lib: hashtable).
+    const leaseOf = (uid: string): string => {
+      const t = claim.runs.find((r) => r.uid === uid)?.token ?? '';
+      return t.slice(0, t.indexOf('/'));
+    };
+    expect(await raw.hgetall(`${B}:o`)).toEqual({ '~': '~'.repeat(80), [encodeId('q', 'a')]: `${leaseOf('a')}|${now - 10}`, [encodeId('q', 'b')]: `${leaseOf('b')}|${now - 5}` });
     expect(await raw.object('ENCODING', `${B}:o`)).toBe('hashtable');
-    expect(await raw.object('ENCODING', `${B}:l`)).toBe('hashtable');
+    expect(await raw.exists(`${B}:l`)).toBe(0);
     expect(await raw.exists(`${B}:s:${encodeId('q', 'a')}`)).toBe(0);
     const a = await store.get('q', 'a');
     expect(a).toMatchObject({ nextRunAt: null, dueAt: now - 10, report: { running: 1, attempts: 1, lastExecutedAt: claim.now } });
@@ -522,7 +531,9 @@ describe('RedisStore plain one-shots run without a hash (lib: lift)', () => {
     // update: now a hash (running, claimed) with the new params; its run still completes it.
     expect(await store.update('q', 'u', { params: { v: 2 } })).toMatchObject({ params: { v: 2 }, report: { running: 1 } });
     expect(await raw.hexists(`${B}:o`, encodeId('q', 'u'))).toBe(0);
-    expect(await raw.hget(`${B}:s:${encodeId('q', 'u')}`, 'tk')).toBe(token('u'));
+    expect(await raw.hget(`${B}:s:${encodeId('q', 'u')}`, 'tk')).toBe(token('u').slice(0, token('u').indexOf('/')));
+    // Its lease moved to B:l with it.
+    expect(await raw.hexists(`${B}:l`, token('u').slice(0, token('u').indexOf('/')))).toBe(1);
     // trigger: the manual occurrence waits for the running run's completion, then runs.
     expect(await store.trigger('q', 't')).toBe(true);
     // replace: the old run is fenced (accepted, changes nothing); the new one is due later.

@@ -9,6 +9,7 @@ import type { JsonValue } from '../json.js';
 import { Scheduler } from '../scheduler.js';
 import { openStore, type StoreSpec } from './store.js';
 import { ClientError, type Answer, type Outcome, type Transport } from './transport.js';
+import { leaseToken } from '../http/lease-id.js';
 
 export class StoreTransport implements Transport {
   readonly direct = true;
@@ -39,7 +40,9 @@ export class StoreTransport implements Transport {
     return { status: res.statusCode, body: res.body.length === 0 ? undefined : JSON.parse(res.body) };
   }
 
-  async complete(token: string, outcome: Outcome): Promise<boolean> {
+  /** `id`: a leased pop's id, as the HTTP API gives it (http/lease-id.ts). */
+  async complete(id: string, outcome: Outcome): Promise<boolean> {
+    const token = leaseToken(id);
     await this.scheduler.ready();
     const now = await this.scheduler.store.now();
     const [status] = await this.scheduler.store.complete([

@@ -24,7 +24,7 @@ export interface Transport {
    * in-process lease table this one does not have). Resolves false when the store no longer
    * knows the lease.
    */
-  complete?(token: string, outcome: Outcome): Promise<boolean>;
+  complete?(id: string, outcome: Outcome): Promise<boolean>;
   /** Direct only: the store's clock. */
   now?(): Promise<number>;
 }

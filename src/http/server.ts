@@ -29,6 +29,7 @@ import { ServiceMetrics } from './metrics.js';
 import { OPEN_ROUTES, registerPages } from './pages.js';
 import { WorkerQueues } from './queue.js';
 import { serviceStats, StatsSampler } from './stats.js';
+import { leaseId, leaseToken } from './lease-id.js';
 
 export type { RouteInfo } from './dashboard.js';
 
@@ -83,7 +84,9 @@ const NAME = { type: 'string', minLength: 1, maxLength: 512 } as const;
 const DURATION = { type: ['number', 'string'] } as const;
 const TIMING_PROPS = { in: DURATION, at: DURATION, every: DURATION, cron: { type: 'string' }, tz: { type: 'string' } } as const;
 const TASK_PARAMS = { type: 'object', properties: { name: NAME }, required: ['name'] } as const;
-const LEASE_PARAMS = { type: 'object', properties: { name: NAME, id: NAME }, required: ['name', 'id'] } as const;
+/** A leased pop's id (lease-id.ts): a RedisStore token holds its task name and uid, base64url makes it 4/3 longer. */
+const LEASE_ID = { type: 'string', minLength: 1, maxLength: 4096 } as const;
+const LEASE_PARAMS = { type: 'object', properties: { name: NAME, id: LEASE_ID }, required: ['name', 'id'] } as const;
 const SCHEDULE_PARAMS = { type: 'object', properties: { task: NAME, uid: NAME }, required: ['task', 'uid'] } as const;
 const STRING = { type: 'string' } as const;
 const RETRY_BODY = { type: ['boolean', 'integer'], minimum: 1, maximum: MAX_ATTEMPTS } as const;
@@ -335,8 +338,8 @@ function registerRoutes(app: FastifyInstance, ctx: RouteContext): void {
   );
 
   app.post<LeaseRoute & { Body: unknown }>('/api/ackTask/:name/:id', { schema: { ...doc('worker', 'Acknowledge a leased pop (optional JSON body = the result)'), params: LEASE_PARAMS } }, async (request) => {
-    const held = await queues.ack(request.params.name, request.params.id, request.body as JsonValue | undefined);
-    return { success: true, id: held.token, uid: held.uid };
+    const held = await queues.ack(request.params.name, leaseToken(request.params.id), request.body as JsonValue | undefined);
+    return { success: true, id: leaseId(held.token), uid: held.uid };
   });
 
   app.post<LeaseRoute & { Body: { error?: string; retry?: boolean | number; delay?: number | string }; Querystring: { retry?: string; delay?: string } }>(
@@ -357,8 +360,8 @@ function registerRoutes(app: FastifyInstance, ctx: RouteContext): void {
       if (retry === true) retry = undefined; // the pop's attempts
       const delayMs =
         body.delay !== undefined ? parseDuration(body.delay, 'body.delay') : query.delay !== undefined ? queryDuration(query.delay, 'query.delay') : undefined;
-      const { lease, retryAt } = await queues.nack(request.params.name, request.params.id, { error: body.error, retry, delayMs });
-      return { success: true, id: lease.token, uid: lease.uid, attempt: lease.attempt, retrying: retryAt !== undefined, retryAt: retryAt === undefined ? null : iso(retryAt) };
+      const { lease, retryAt } = await queues.nack(request.params.name, leaseToken(request.params.id), { error: body.error, retry, delayMs });
+      return { success: true, id: leaseId(lease.token), uid: lease.uid, attempt: lease.attempt, retrying: retryAt !== undefined, retryAt: retryAt === undefined ? null : iso(retryAt) };
     },
   );
 
@@ -367,8 +370,8 @@ function registerRoutes(app: FastifyInstance, ctx: RouteContext): void {
     { schema: { ...doc('worker', 'Extend a leased pop by `lease` (default: the lease asked for at the pop)'), params: LEASE_PARAMS, querystring: { type: 'object', properties: { lease: STRING }, additionalProperties: false } } },
     async (request) => {
       const leaseMs = request.query.lease === undefined ? undefined : leaseDuration(request.query.lease, 'query.lease');
-      const held = await queues.renew(request.params.name, request.params.id, leaseMs);
-      return { success: true, id: held.token, leaseExpiresAt: iso(held.expiresAt) };
+      const held = await queues.renew(request.params.name, leaseToken(request.params.id), leaseMs);
+      return { success: true, id: leaseId(held.token), leaseExpiresAt: iso(held.expiresAt) };
     },
   );
 
@@ -549,7 +552,7 @@ function isPlainObject(value: unknown): value is Record<string, JsonValue> {
 
 /** The registry's `{ task: { ...params, id } }`, plus schedkit's run details beside it. */
 function popBody(run: ClaimedRun, leased: boolean): Record<string, unknown> {
-  const id = leased ? run.token : run.uid;
+  const id = leased ? leaseId(run.token) : run.uid;
   const task = isPlainObject(run.params) ? { ...run.params, id } : run.params === undefined ? { id } : { params: run.params, id };
   const body: Record<string, unknown> = { task, uid: run.uid, attempt: run.attempt, kind: run.kind, dueAt: iso(run.dueAt) };
   if (leased) body['leaseExpiresAt'] = iso(run.leaseExpiresAt);

@@ -706,7 +706,7 @@ export class RedisStore implements Store {
     });
   }
 
-  /** Groups items by the partition named in their lease token (`<p>.<nonce>.<n>`); foreign tokens stay lease-lost. */
+  /** Groups items by the partition named in their token (`<p>.<nonce>.<salt>.<group>.<n>/<enc>`); foreign tokens stay lease-lost. */
   #byPartition<T>(items: readonly T[], token: (item: T) => string): Map<number, [T, number][]> {
     const out = new Map<number, [T, number][]>();
     items.forEach((item, i) => {
@@ -714,6 +714,8 @@ export class RedisStore implements Store {
       const dot = t.indexOf('.');
       const p = Number(t.slice(0, dot));
       if (dot <= 0 || !Number.isInteger(p) || p < 0 || p >= this.#keys.partitions) return;
+      // The scripts split "token/enc" at its first '/' (lease tokens never hold one).
+      if (t.indexOf('/', dot) < 0) return;
       // Ours never hold control characters (a completion batch is split on two of them).
       if (CONTROL.test(t)) return;
       const list = out.get(p) ?? [];
@@ -885,25 +887,29 @@ export class RedisStore implements Store {
 
   /**
    * Plain one-shots of partition p running without a hash (lua/includes/lib.lua, lift): the
-   * fields their hash would have (running, claimed), from their lease info, for those of
-   * `encs` that are running so.
+   * fields their hash would have (running, claimed), from their B:o entries and their lease
+   * groups, for those of `encs` that are running so.
    */
   async #runningPlain(p: number, encs: readonly string[]): Promise<{ enc: string; fields: Record<string, string> }[]> {
     if (encs.length === 0) return [];
     const client = this.#c().forPartition(p);
-    const tokens = await client.hmget(this.#keys.plainRuns(p), ...encs);
-    const held = encs.flatMap((enc, i) => (tokens[i] === null || tokens[i] === undefined ? [] : [{ enc, token: tokens[i] }]));
-    if (held.length === 0) return [];
-    const infos = await client.hmget(this.#keys.leaseInfo(p), ...held.map((h) => h.token));
-    const out: { enc: string; fields: Record<string, string> }[] = [];
-    held.forEach(({ enc, token }, i) => {
-      const info = infos[i];
-      if (info === null || info === undefined) return; // finished meanwhile
-      // "<gen>|<dueAt>|<attempt>|<kind>|<maxAttempts>|<startedAt>|<enc>"; gen '' = the token
-      const [gen = '', due = '', attempt = '1', , , started = ''] = info.split('|', 6);
-      out.push({ enc, fields: { g: gen === '' ? token : gen, d: due, ru: '1', tk: token, lx: started, at: attempt, cl: '1' } });
+    // "<token>|<dueAt>"; the token is "<group>.<n>".
+    const values = await client.hmget(this.#keys.plainRuns(p), ...encs);
+    const held: { enc: string; token: string; due: string; group: string }[] = [];
+    encs.forEach((enc, i) => {
+      const v = values[i];
+      if (v === null || v === undefined) return;
+      const bar = v.indexOf('|');
+      const token = v.slice(0, bar);
+      held.push({ enc, token, due: v.slice(bar + 1), group: token.slice(0, token.lastIndexOf('.')) });
     });
-    return out;
+    if (held.length === 0) return [];
+    // "<group>/" -> "<maxAttempts>|<startedAt>|<encs>"
+    const groups = [...new Set(held.map((h) => h.group))];
+    const metas = await client.hmget(this.#keys.leaseGroups(p), ...groups.map((g) => `${g}/`));
+    const started = new Map<string, string>();
+    groups.forEach((g, i) => started.set(g, (metas[i] ?? '').split('|', 2)[1] ?? ''));
+    return held.map(({ enc, token, due, group }) => ({ enc, fields: { g: token, d: due, ru: '1', tk: token, lx: started.get(group) || due, at: '1', cl: '1' } }));
   }
 
   /**
@@ -1018,22 +1024,25 @@ function parseClaim(p: number, tasks: readonly [string, TaskPolicy][], reply: Cl
 
 /**
  * The runs of a claim reply: one string (lua/claim-1.lua), runs separated by \x1e, each
- * "token\x1fenc\x1fdueAt\x1fextra"; extra is '' for attempt 1 of a scheduled occurrence without
- * params that supersedes nothing, else "attempt|kind|superseded|params". Counts them per task.
+ * "token/enc\x1fdueAt\x1fextra"; extra is '' for attempt 1 of a scheduled occurrence without
+ * params that supersedes nothing, else "attempt|kind|superseded|params". A run's token, for
+ * the executor, is "token/enc" as it stands: what renew and complete take back (wireToken).
+ * Counts them per task.
  */
 function parseRuns(p: number, tasks: readonly [string, TaskPolicy][], raw: string, now: number, perTask: number[]): ClaimedRun[] {
   const runs: ClaimedRun[] = [];
   for (let at = 0; at < raw.length; ) {
     let end = raw.indexOf('\x1e', at);
     if (end < 0) end = raw.length;
+    const slash = raw.indexOf('/', at);
     const a1 = raw.indexOf('\x1f', at);
     const a2 = raw.indexOf('\x1f', a1 + 1);
-    const a3 = raw.indexOf('\x1f', a2 + 1);
-    if (a1 < 0 || a3 < 0 || a3 > end) throw new StoreError(`RedisStore: corrupt claim reply from partition ${p}`);
+    if (slash < 0 || a1 < slash || a2 < 0 || a2 > end) throw new StoreError(`RedisStore: corrupt claim reply from partition ${p}`);
     const token = raw.slice(at, a1);
-    const { task, uid } = decodeId(raw.slice(a1 + 1, a2));
-    const dueAt = Number(raw.slice(a2 + 1, a3));
-    const extra = raw.slice(a3 + 1, end);
+    const enc = raw.slice(slash + 1, a1);
+    const { task, uid } = decodeId(enc);
+    const dueAt = Number(raw.slice(a1 + 1, a2));
+    const extra = raw.slice(a2 + 1, end);
     at = end + 1;
     let i = 0;
     while (i < tasks.length && (tasks[i] as [string, TaskPolicy])[0] !== task) i++;
@@ -1060,10 +1069,16 @@ function parseRuns(p: number, tasks: readonly [string, TaskPolicy][], raw: strin
       attempt: Number(extra.slice(0, a)),
       kind: extra.slice(a + 1, b) as OccurrenceKind,
       leaseExpiresAt,
-      supersedes: superseded === '' ? NONE : superseded.split(' '),
+      // Runs of the same schedule: the same enc.
+      supersedes: superseded === '' ? NONE : superseded.split(' ').map((t) => wireToken(t, enc)),
     });
   }
   return runs;
+}
+
+/** The token a run is known by outside the store: the lease token and the schedule's enc (see lua/includes/lib.lua). */
+function wireToken(token: string, enc: string): string {
+  return `${token}/${enc}`;
 }
 
 interface RareParts {
@@ -1077,7 +1092,7 @@ const NO_RARE: RareParts = { skipped: [], lost: [], refills: [] };
 function parseRare(p: number, reply: ClaimReply): RareParts {
   return {
     skipped: reply[2].map(([enc, dueAt, reason]): SkippedOccurrence => ({ ...decodeId(enc), dueAt: Number(dueAt), reason: reason as 'overlap' | 'misfire' })),
-    lost: reply[3].map(([token, enc, dueAt, attempt, kind, requeued]): LostLease => ({ token, ...decodeId(enc), dueAt: Number(dueAt), attempt: Number(attempt), kind: kind as OccurrenceKind, requeued: requeued === '1' })),
+    lost: reply[3].map(([token, enc, dueAt, attempt, kind, requeued]): LostLease => ({ token: wireToken(token, enc), ...decodeId(enc), dueAt: Number(dueAt), attempt: Number(attempt), kind: kind as OccurrenceKind, requeued: requeued === '1' })),
     refills: reply[4].map(([enc, gen, nv, due, nx, , cron, tz]): Refill => ({
       p,
       enc,

@@ -11,7 +11,7 @@
 import { ValidationError } from '../../errors.js';
 
 /** Version of the key layout and script protocol; stored in the namespace's metadata. */
-export const FORMAT = '4';
+export const FORMAT = '5';
 
 export function checkPrefix(prefix: unknown): string {
   if (typeof prefix !== 'string' || prefix.length === 0) throw new ValidationError('RedisStore.prefix', 'must be a non-empty string');
@@ -96,14 +96,14 @@ export class Keys {
     return `${this.base(p)}:d:${task}`;
   }
 
-  /** HASH enc -> lease token of the plain one-shots of partition p running without a hash (lua lib: lift). */
+  /** HASH enc -> "<lease token>|<dueAt>" of the plain one-shots of partition p running without a hash (lua lib: lift). */
   plainRuns(p: number): string {
     return `${this.base(p)}:o`;
   }
 
-  /** HASH lease token -> lease info of partition p. */
-  leaseInfo(p: number): string {
-    return `${this.base(p)}:l`;
+  /** HASH lease group -> live runs, "<group>#" -> tokens given, "<group>/" -> "<maxAttempts>|<startedAt>|<encs>" (lua lib). */
+  leaseGroups(p: number): string {
+    return `${this.base(p)}:g`;
   }
 
   history(p: number, enc: string): string {

@@ -2,7 +2,7 @@
  * The Lua scripts, one file per operation in ./lua (BullMQ style: `claim-1.lua` takes one
  * KEY), each opening with a header of its KEYS, ARGV and return value. Shared code lives in
  * ./lua/includes and is inlined where a script says `--@include "name"`. Scripts are
- * registered with ioredis `defineCommand` under a versioned name (`schedkit_v4_claim`), so
+ * registered with ioredis `defineCommand` under a versioned name (`schedkit_v5_claim`), so
  * two releases with different scripts can share one Redis; calls go out as EVALSHA of the
  * script's SHA and fall back to that command on NOSCRIPT (see run).
  */
@@ -14,7 +14,7 @@ import { MAX_CATCHUP } from './codec.js';
 
 export type RedisClient = Redis | Cluster;
 
-const VERSION = 'v4';
+const VERSION = 'v5';
 const LUA_DIR = new URL('./lua/', import.meta.url);
 
 export const SCRIPT_FILES = {

@@ -16,8 +16,9 @@
   ARGV[7] number of tasks, then per task 7 values: task, overlap, misfire, catchup window ms, attempts, lease ms, limit
   Returns {
     now,
-    runs:    one string: runs separated by RS (\30), each 'token US enc US dueAt US extra' (US =
-             \31; names, tokens and JSON never hold control characters): extra is '' for a
+    runs:    one string: runs separated by RS (\30), each 'token/enc US dueAt US extra' (US =
+             \31; names, tokens and JSON never hold control characters, tokens never '/';
+             'token/enc' is what renew and complete take back): extra is '' for a
              first attempt of a scheduled occurrence without params that supersedes nothing,
              else '<attempt>|<kind>|<superseded tokens, space-separated>|<params JSON>' (params
              last: JSON may hold '|'; '' = undefined). A run's lease expires at now + its
@@ -55,8 +56,17 @@ local shrunk = false
 local expired = redis.call('ZRANGE', LEASES, '-inf', snow, 'BYSCORE', 'LIMIT', 0, 100)
 for _, group in ipairs(expired) do
   if reaped >= REAP_MAX then break end
-  local total = tonumber(redis.call('HGET', GROUPS, group .. '#')) or 0
-  redis.call('HDEL', GROUPS, group, group .. '#')
+  local gf = redis.call('HMGET', GROUPS, group .. '#', group .. '/')
+  local total = tonumber(gf[1]) or 0
+  -- Its plain one-shots still running without a hash are lifted first (lib: lift): then every
+  -- run of the group that still holds its lease has it in B:l.
+  if gf[2] then
+    for enc in string.gmatch(string.match(gf[2], '^[^|]*|[^|]*|(.*)$') or '', '[^\30]+') do
+      local v = redis.call('HGET', PLAIN_RUNS, enc)
+      if v and group_of(string.match(v, '^([^|]*)|') or '') == group then lift(enc, nil, v) end
+    end
+  end
+  redis.call('HDEL', GROUPS, group, group .. '#', group .. '/')
   redis.call('ZREM', LEASES, group)
   for n = 1, total do
     local token = group .. '.' .. n
@@ -68,7 +78,6 @@ for _, group in ipairs(expired) do
       local l = parse_lease(v, token)
       local h = skey(l.enc)
       local f = redis.call('HMGET', h, 'g', 'ru', 'tk')
-      if not f[1] and lift(l.enc, token, v) then f = redis.call('HMGET', h, 'g', 'ru', 'tk') end
       if f[1] == l.gen then
         set_running(h, (num(f[2]) or 1) - 1, without_token(f[3], token))
         run_delta(task_of(l.enc), -1)
@@ -104,7 +113,7 @@ local DIGITS = { {{DIGITS}} }
 -- (overlap cancel-previous) is taken out of these instead. One lease group per task.
 local new_tokens, new_info = {}, {}
 local groups, group_list = {}, {}
--- Plain one-shots leased without a hash (lib: lift): enc, token, ...
+-- Plain one-shots leased without a hash (lib: lift): enc, "<token>|<dueAt>", ...
 local new_plain = {}
 local function flush_leases()
   if #new_plain > 0 then hashtable(PLAIN_RUNS) end
@@ -127,7 +136,11 @@ local function flush_leases()
   for _, g in ipairs(group_list) do
     if g.live > 0 then
       redis.call('ZADD', LEASES, g.exp, g.id)
-      redis.call('HSET', GROUPS, g.id, g.live, g.id .. '#', g.n)
+      if #g.plain > 0 then
+        redis.call('HSET', GROUPS, g.id, g.live, g.id .. '#', g.n, g.id .. '/', g.max .. '|' .. snow .. '|' .. table.concat(g.plain, RS))
+      else
+        redis.call('HSET', GROUPS, g.id, g.live, g.id .. '#', g.n)
+      end
     end
   end
   new_tokens, new_info, groups, group_list, new_plain = {}, {}, {}, {}, {}
@@ -179,23 +192,24 @@ local function lease(task, pol, enc, gen, due_at, attempt, kind, s, sdue)
   if salt == nil then salt = fmt(redis.call('HINCRBY', META, 'seq', 1)) end
   local g = groups[task]
   if g == nil then
-    g = { id = partition .. '.' .. nonce .. '.' .. salt .. '.' .. (#group_list + 1), n = 0, live = 0, exp = fmt(now + pol.lease), max = fmt(pol.attempts) }
+    g = { id = partition .. '.' .. nonce .. '.' .. salt .. '.' .. (#group_list + 1), n = 0, live = 0, exp = fmt(now + pol.lease), max = fmt(pol.attempts), plain = {} }
     groups[task] = g
     group_list[#group_list + 1] = g
   end
   g.n = g.n + 1
   g.live = g.live + 1
   local token = g.id .. '.' .. (DIGITS[g.n] or fmt(g.n))
-  new_tokens[#new_tokens + 1] = token
   sdue = sdue or fmt(due_at)
   local sattempt = attempt == 1 and '1' or fmt(attempt)
-  -- A fresh plain one-shot (gen nil) takes its token as its gen: '' in its lease info.
-  new_info[token] = (gen or '') .. '|' .. sdue .. '|' .. sattempt .. '|' .. kind .. '|' .. g.max .. '|' .. snow .. '|' .. enc
   if s.fresh then
+    -- A fresh plain one-shot: its B:o entry is its whole lease (lib: lift).
     local m = #new_plain
     new_plain[m + 1] = enc
-    new_plain[m + 2] = token
+    new_plain[m + 2] = token .. '|' .. sdue
+    g.plain[#g.plain + 1] = enc
   else
+    new_tokens[#new_tokens + 1] = token
+    new_info[token] = gen .. '|' .. sdue .. '|' .. sattempt .. '|' .. kind .. '|' .. g.max .. '|' .. snow .. '|' .. enc
     tk = tk and (tk .. ' ' .. token) or token
     if s.claimed then
       redis.call('HSET', skey(enc), 'ru', ru + 1, 'tk', tk, 'lx', snow, 'at', sattempt, 'cl', '1')
@@ -205,9 +219,9 @@ local function lease(task, pol, enc, gen, due_at, attempt, kind, s, sdue)
   end
   run_delta(task, 1)
   if attempt == 1 and kind == 'scheduled' and not s.p and #supersedes == 0 then
-    runs[#runs + 1] = token .. US .. enc .. US .. sdue .. US
+    runs[#runs + 1] = token .. '/' .. enc .. US .. sdue .. US
   else
-    runs[#runs + 1] = token .. US .. enc .. US .. sdue .. US .. sattempt .. '|' .. kind .. '|' .. table.concat(supersedes, ' ') .. '|' .. (s.p or '')
+    runs[#runs + 1] = token .. '/' .. enc .. US .. sdue .. US .. sattempt .. '|' .. kind .. '|' .. table.concat(supersedes, ' ') .. '|' .. (s.p or '')
   end
   return true
 end

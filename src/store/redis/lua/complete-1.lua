@@ -6,9 +6,9 @@
 
   KEYS[1] B:m
   ARGV[1] B   ARGV[2] wake channel   ARGV[3] n
-  ARGV[4] the n completions in one string: separated by RS (\30), each 'token US completion'
-          (US = \31; tokens, numbers and JSON never hold control characters, and the client
-          replaces these two in error messages). One string, not two arguments per run: each
+  ARGV[4] the n completions in one string: separated by RS (\30), each 'token/enc US completion'
+          (US = \31; tokens, names, numbers and JSON never hold control characters, and the
+          client replaces these two in error messages; tokens never hold '/'). One string, not two arguments per run: each
           argument cost Redis about 0.45 us to read and hand to Lua. A completion is one of
     's<startedAt>|<durationMs>|<result JSON>'                    success
     'f<startedAt>|<durationMs>|<retryAt, '' = no retry>|<error>' failure
@@ -19,25 +19,42 @@
 local now = now_ms()
 local n = tonumber(ARGV[3])
 local out = {}
--- The leases of the whole batch in one call and one expiry read per lease group; released
--- in bulk at the end (nothing below reads B:l, B:L or B:g); a token given twice in one batch
--- is lost the second time.
-local tokens, codes = {}, {}
-for token, c in string.gmatch(ARGV[4], '([^\30\31]*)\31([^\30]*)') do
-  tokens[#tokens + 1] = token
-  codes[#codes + 1] = c
+local tokens, encs, codes = {}, {}, {}
+for token, enc, c in string.gmatch(ARGV[4], '([^\30\31/]*)/([^\30\31]*)\31([^\30]*)') do
+  local k = #tokens + 1
+  tokens[k] = token
+  encs[k] = enc
+  codes[k] = c
 end
 if #tokens ~= n then return redis.error_reply('schedkit complete: ' .. #tokens .. ' completions in the batch, ' .. n .. ' announced') end
 local OUTCOMES = { s = 'success', f = 'failure', a = 'abandon' }
--- Per token: its lease info, group and the group's expiry (a number; false = none).
-local infos, groups, exps, group_exp = {}, {}, {}, {}
+-- The leases of the whole batch, in bulk: plain one-shots running without a hash by their
+-- B:o entries (lib: lift; one call), the others' lease info in B:l (another, when there are
+-- any); one expiry read per lease group. Released in bulk at the end (nothing below reads
+-- B:l, B:o, B:L or B:g but lift); a token given twice in one batch is lost the second time.
+local plain, infos, exps, groups, group_exp = {}, {}, {}, {}, {}
+local others, others_at = {}, {}
 for from = 1, n, 1000 do
-  local got = redis.call('HMGET', LEASE_INFO, unpack(tokens, from, math.min(n, from + 999)))
-  for j, v in ipairs(got) do infos[from + j - 1] = v end
+  local got = redis.call('HMGET', PLAIN_RUNS, unpack(encs, from, math.min(n, from + 999)))
+  for j, v in ipairs(got) do
+    local i = from + j - 1
+    if names_token(v, tokens[i]) then
+      plain[i] = v
+    else
+      others[#others + 1] = tokens[i]
+      others_at[#others_at + 1] = i
+    end
+  end
 end
-for i, token in ipairs(tokens) do
-  if infos[i] then
-    local g = group_of(token)
+for from = 1, #others, 1000 do
+  local got = redis.call('HMGET', LEASE_INFO, unpack(others, from, math.min(#others, from + 999)))
+  for j, v in ipairs(got) do
+    if v then infos[others_at[from + j - 1]] = v end
+  end
+end
+for i = 1, n do
+  if plain[i] or infos[i] then
+    local g = group_of(tokens[i])
     if g ~= nil then
       local e = group_exp[g]
       if e == nil then
@@ -51,57 +68,41 @@ for i, token in ipairs(tokens) do
 end
 -- A lease group's runs are of one task: task_of once per group.
 local group_task = {}
--- Which of them are plain one-shots running without a hash (lib: lift), in one call.
-local plain = {}
-do
-  local encs, at = {}, {}
-  for i = 1, n do
-    if infos[i] and exps[i] and exps[i] > now then
-      encs[#encs + 1] = string.match(infos[i], '^[^|]*|[^|]*|[^|]*|[^|]*|[^|]*|[^|]*|(.*)$')
-      at[#at + 1] = i
-    end
-  end
-  for from = 1, #encs, 1000 do
-    local got = redis.call('HMGET', PLAIN_RUNS, unpack(encs, from, math.min(#encs, from + 999)))
-    for j, t in ipairs(got) do
-      local i = at[from + j - 1]
-      if t == tokens[i] then plain[i] = encs[from + j - 1] end
-    end
-  end
-end
 local released = {}
 local plain_done = {}
+local info_done = {}
 local done = {}
-for i = 0, n - 1 do
-  local token, c = tokens[i + 1], codes[i + 1]
+for i = 1, n do
+  local token, c = tokens[i], codes[i]
   local outcome = OUTCOMES[string.sub(c, 1, 1)] or 'abandon'
   local started, duration, result, err, retry_at = nil, nil, nil, nil, ''
   if outcome == 'failure' then
     started, duration, retry_at, err = string.match(c, '^f([^|]*)|([^|]*)|([^|]*)|(.*)$')
   end
-  local v = infos[i + 1]
-  local exp = exps[i + 1]
-  local penc = plain[i + 1]
-  if not v or not exp or exp <= now or done[token] then
+  local pv = plain[i]
+  local exp = exps[i]
+  if (not pv and not infos[i]) or not exp or exp <= now or done[token] then
     out[#out + 1] = 'l'
-  elseif penc and outcome ~= 'abandon' and not (outcome == 'failure' and retry_at ~= '') then
+  elseif pv and outcome ~= 'abandon' and not (outcome == 'failure' and retry_at ~= '') then
     -- A plain one-shot's only run, finished: nothing of it is left (it had no hash).
     done[token] = true
-    released[#released + 1] = i + 1
-    plain_done[#plain_done + 1] = penc
-    local g = groups[i + 1]
+    released[#released + 1] = i
+    plain_done[#plain_done + 1] = encs[i]
+    local g = groups[i]
     local task = group_task[g]
     if task == nil then
-      task = task_of(penc)
+      task = task_of(encs[i])
       group_task[g] = task
     end
     run_delta(task, -1)
     out[#out + 1] = 'o'
   else
     done[token] = true
-    released[#released + 1] = i + 1
+    released[#released + 1] = i
+    info_done[#info_done + 1] = token
     if outcome == 'success' then started, duration, result = string.match(c, '^s([^|]*)|([^|]*)|(.*)$') end
-    if penc then lift(penc, token, v) end
+    local v = infos[i]
+    if pv then v = lift(encs[i], token, pv) end
     local l = parse_lease(v, token)
     local h = skey(l.enc)
     local f = redis.call('HMGET', h, 'g', 'ru', 'tk', 'pe', 'k', 'cl')
@@ -143,12 +144,10 @@ end
 for from = 1, #plain_done, 1000 do
   redis.call('HDEL', PLAIN_RUNS, unpack(plain_done, from, math.min(#plain_done, from + 999)))
 end
-local per_group, group_order = {}, {}
-local released_tokens = {}
-for k, i in ipairs(released) do released_tokens[k] = tokens[i] end
-for from = 1, #released_tokens, 1000 do
-  redis.call('HDEL', LEASE_INFO, unpack(released_tokens, from, math.min(#released_tokens, from + 999)))
+for from = 1, #info_done, 1000 do
+  redis.call('HDEL', LEASE_INFO, unpack(info_done, from, math.min(#info_done, from + 999)))
 end
+local per_group, group_order = {}, {}
 for _, i in ipairs(released) do
   local g = groups[i]
   if per_group[g] == nil then
@@ -158,7 +157,7 @@ for _, i in ipairs(released) do
   per_group[g] = per_group[g] + 1
 end
 for _, g in ipairs(group_order) do release_group(g, per_group[g]) end
-if #released > 0 then tidy(LEASE_INFO) end
+if #info_done > 0 then tidy(LEASE_INFO) end
 if #plain_done > 0 then tidy(PLAIN_RUNS) end
 flush_running()
 flush_wake()

@@ -2,20 +2,21 @@
   renew: extends leases that are still current (not expired by our clock), by lease group.
 
   KEYS[1] B:m
-  ARGV[1] B   ARGV[2] wake channel   ARGV[3] lease ms   ARGV[4..] tokens
+  ARGV[1] B   ARGV[2] wake channel   ARGV[3] lease ms   ARGV[4..] tokens, each 'token/enc'
   Returns { 1 | 0 per token }
 ]]
 --@include "lib"
 local now = now_ms()
 local exp = fmt(now + tonumber(ARGV[3]))
 local out = {}
--- A token holds its lease while it is in B:l and its group has not expired (lib: lease groups).
+-- A token holds its lease while it is in B:l (or its B:o entry names it) and its group has not
+-- expired (lib: lease groups).
 local live = {}
 for i = 4, #ARGV do
-  local token = ARGV[i]
-  local g = group_of(token)
+  local token, enc = string.match(ARGV[i], '^([^/]*)/(.*)$')
+  local g = token and group_of(token)
   local ok = false
-  if g ~= nil and redis.call('HGET', LEASE_INFO, token) then
+  if g ~= nil and (names_token(redis.call('HGET', PLAIN_RUNS, enc), token) or redis.call('HGET', LEASE_INFO, token)) then
     if live[g] == nil then
       local cur = redis.call('ZSCORE', LEASES, g)
       live[g] = cur ~= false and tonumber(cur) > now

@@ -16,18 +16,23 @@
     B:d:<task>   ZSET   enc -> due time of the schedule's scheduled occurrence (enabled only)
     B:x:<task>   ZSET   occurrence -> when it may run (trigger, retry, catchup, buffered)
     B:L          ZSET   lease group -> expiry
-    B:g          HASH   lease group -> runs of the group still holding their lease; and
-                        "<group>#" -> how many tokens the group was given (<group>.1 ... .n)
+    B:g          HASH   lease group -> runs of the group still holding their lease;
+                        "<group>#" -> how many tokens the group was given (<group>.1 ... .n);
+                        "<group>/" -> "<maxAttempts>|<startedAt>|<encs>" when the group has plain
+                        one-shots running without a hash (encs separated by RS, \30; see lift)
     B:l          HASH   lease token -> "<gen>|<dueAt>|<attempt>|<kind>|<maxAttempts>|<startedAt>|<enc>";
-                        gen '' = the token itself (a plain one-shot claimed without a hash
-                        takes its lease token as its incarnation: unique, and no counter)
-    B:o          HASH   enc -> lease token of a plain one-shot running without a hash (see lift)
+                        gen '' = the token itself (a plain one-shot lifted out of B:o keeps its
+                        lease token as its incarnation: unique, and no counter)
+    B:o          HASH   enc -> "<lease token>|<dueAt>" of a plain one-shot running without a
+                        hash: its whole lease (no B:l entry; see lift)
   B:l and B:o also hold the field "~" (see hashtable) while they hold anything else.
   Leases are granted, renewed and expire by group: the runs of one task claimed in one claim
   call share one group "<partition>.<nonce>.<salt>.<i>" and one expiry (they were granted
   together, with the same lease length, to one executor, which renews them together). A
-  token is "<group>.<n>"; it holds its lease while it is in B:l and its group's expiry in B:L
-  is in the future. One sorted-set entry per claim call instead of one per run.
+  token is "<group>.<n>"; it holds its lease while it is in B:l (or names it in B:o) and its
+  group's expiry in B:L is in the future. One sorted-set entry per claim call instead of one
+  per run. Clients hand tokens back as "<token>/<enc>" (renew, complete): tokens never hold
+  '/', and the enc finds a B:o entry without a lookup by token.
     B:k:<key>    STRING a lock (SET NX PX)
   occurrence = "<seq, 12 digits>|<gen>|<dueAt>|<attempt>|<kind>|<enc>" (seq first: FIFO among equal times)
 
@@ -128,7 +133,7 @@ end
 -- entries go with its last one.
 local function release_group(group, k)
   if redis.call('HINCRBY', GROUPS, group, -k) <= 0 then
-    redis.call('HDEL', GROUPS, group, group .. '#')
+    redis.call('HDEL', GROUPS, group, group .. '#', group .. '/')
     redis.call('ZREM', LEASES, group)
   end
 end
@@ -213,23 +218,35 @@ local function drop_extras(enc)
   end
 end
 
--- A plain one-shot claimed from its due-set member runs without a hash either: its lease
--- info (B:l) says all there is (gen, due time, attempt, start) and B:o maps it to its token;
--- its completion just deletes those. Anything else that needs its hash (an update, a
--- trigger, a replace or remove while it runs, a retry, an abandon, an expired lease) lifts
--- it first: writes the hash it would have had (running, claimed) and drops its B:o entry.
--- `token` and `info` are given when the caller has already taken them out of B:l. Returns
--- the gen, or nil when `enc` is not running in that form.
-local function lift(enc, token, info)
-  local t = redis.call('HGET', PLAIN_RUNS, enc)
-  if not t or (token ~= nil and t ~= token) then return nil end
-  if info == nil then info = redis.call('HGET', LEASE_INFO, t) end
+-- A plain one-shot claimed from its due-set member runs without a hash and without lease
+-- info: its B:o entry "<token>|<dueAt>" is its lease, its group's "<group>/" entry in B:g
+-- holds the rest (attempts, start), and its completion just deletes the B:o entry. Anything
+-- else that needs its hash (an update, a trigger, a replace or remove while it runs, a retry,
+-- an abandon, an expired lease) lifts it first: writes the hash it would have had (running,
+-- claimed, its token for a gen), moves its lease into B:l like any other run's and drops the
+-- B:o entry. `token`: lift only if that is its token; `v`: its B:o value when the caller has
+-- read it. Returns its lease info (as in B:l) and token, or nil when `enc` is not running so.
+local function lift(enc, token, v)
+  v = v or redis.call('HGET', PLAIN_RUNS, enc)
+  if not v then return nil end
+  local t, due = string.match(v, '^([^|]*)|(.*)$')
+  if t == nil or (token ~= nil and t ~= token) then return nil end
+  local g = group_of(t)
+  local meta = g and redis.call('HGET', GROUPS, g .. '/')
+  local max, started = string.match(meta or '', '^([^|]*)|([^|]*)|')
+  max, started = max or '1', started or due
   redis.call('HDEL', PLAIN_RUNS, enc)
   tidy(PLAIN_RUNS)
-  if not info then return nil end
-  local l = parse_lease(info, t)
-  redis.call('HSET', skey(enc), 'g', l.gen, 'd', fmt(l.dueAt), 'ru', '1', 'tk', t, 'lx', fmt(l.startedAt), 'at', fmt(l.attempt), 'cl', '1')
-  return l.gen
+  local info = '|' .. due .. '|1|scheduled|' .. max .. '|' .. started .. '|' .. enc
+  hashtable(LEASE_INFO)
+  redis.call('HSET', LEASE_INFO, t, info)
+  redis.call('HSET', skey(enc), 'g', t, 'd', due, 'ru', '1', 'tk', t, 'lx', started, 'at', '1', 'cl', '1')
+  return info, t
+end
+
+-- Whether B:o value `v` names lease token `token` ("<token>|<dueAt>"), without a new string.
+local function names_token(v, token)
+  return v ~= nil and v ~= false and string.byte(v, #token + 1) == 124 and string.find(v, token, 1, true) == 1
 end
 
 -- A plain one-shot (a due time only: no params, enabled, no delay to report, never claimed)
@@ -240,8 +257,8 @@ local function materialize(enc)
   local h = skey(enc)
   local g = redis.call('HGET', h, 'g')
   if g then return g end
-  g = lift(enc)
-  if g then return g end
+  local lifted, token = lift(enc)
+  if lifted then return token end
   local due = redis.call('ZSCORE', dkey(task_of(enc)), enc)
   if not due then return nil end
   g = fmt(redis.call('HINCRBY', META, 'gen', 1))
