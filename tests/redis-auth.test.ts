@@ -29,7 +29,7 @@ const sandbox = cliSandbox('redis-auth');
 const ACL_COMMANDS = [
   'eval', 'evalsha', 'time', 'scan', 'unlink', 'set', 'subscribe', 'info', 'ping', 'select',
   'del', 'exists', 'get', 'hdel', 'hget', 'hgetall', 'hincrby', 'hlen', 'hmget', 'hset', 'hsetnx', 'lrange', 'ltrim',
-  'pexpire', 'publish', 'rpush', 'sadd', 'smembers', 'zadd', 'zcount', 'zrange', 'zrem', 'zscore',
+  'pexpire', 'publish', 'rpush', 'sadd', 'smembers', 'zadd', 'zcount', 'zrange', 'zrem', 'zremrangebyrank', 'zscore',
 ];
 
 function admin(server: SecureRedisServer): Redis {

@@ -2,6 +2,7 @@
  * What only RedisStore has: its key layout, partition metadata, namespace isolation, the
  * precomputed cron due times (refill, exhaustion), one clock (TIME), bounded memory.
  */
+import fc from 'fast-check';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RedisStore, Scheduler } from '../src/index.js';
@@ -601,5 +602,85 @@ describe('RedisStore scripts (EVALSHA, loaded again on NOSCRIPT)', () => {
     await raw.script('FLUSH');
     expect(await store.remove('s', 'b')).toBe(true);
     expect(await store.list({ task: 's' })).toEqual([]);
+  });
+});
+
+describe('RedisStore claim: bulk due times (names read by rank when many share the first score)', () => {
+  it('random mixes of due times (runs of 1 to 40 equal ones), one-shots with and without a hash and recurring schedules: each due occurrence claimed once, in due order', async () => {
+    let n = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.record({ size: fc.integer({ min: 1, max: 40 }), kinds: fc.array(fc.constantFrom('plain', 'params', 'every'), { minLength: 1, maxLength: 3 }) }), { minLength: 1, maxLength: 6 }),
+        fc.array(fc.integer({ min: 1, max: 60 }), { minLength: 1, maxLength: 8 }),
+        async (groups, limits) => {
+          const store = await openStore({ partitions: 1 });
+          const task = `m${n++}`;
+          const now = await store.now();
+          const expected = new Map<string, number>();
+          let t = now - 10_000;
+          let u = 0;
+          for (const g of groups) {
+            t += 7;
+            for (let i = 0; i < g.size; i++) {
+              const kind = g.kinds[i % g.kinds.length];
+              const uid = `u${String(u++).padStart(4, '0')}`;
+              if (kind === 'every') await store.upsert({ task, uid, spec: { kind: 'every', every: 3_600_000, anchor: t }, first: { at: t }, enabled: true, timeout: 0 });
+              else await store.upsert({ task, uid, spec: { kind: 'once' }, first: { at: t }, params: kind === 'params' ? { i } : undefined, enabled: true, timeout: 0 });
+              expected.set(uid, t);
+            }
+          }
+          const seen = new Map<string, number>();
+          let last = -Infinity;
+          for (let c = 0; c < 500 && seen.size < expected.size; c++) {
+            const limit = limits[c % limits.length] ?? 1;
+            const claim = await store.claim(request(task, {}, limit));
+            expect(claim.runs.length).toBe(Math.min(limit, expected.size - seen.size));
+            for (const r of claim.runs) {
+              expect(seen.has(r.uid)).toBe(false);
+              expect(r.dueAt).toBe(expected.get(r.uid));
+              expect(r.dueAt).toBeGreaterThanOrEqual(last);
+              last = r.dueAt;
+              seen.set(r.uid, r.dueAt);
+            }
+            expect(await store.complete(claim.runs.map((r) => ({ token: r.token, outcome: 'success' as const, startedAt: claim.now, durationMs: 1 })))).toEqual(claim.runs.map(() => 'ok'));
+          }
+          expect(seen.size).toBe(expected.size);
+          expect((await store.claim(request(task, {}, 100))).runs).toEqual([]);
+          // What is left due: the recurring schedules only, an hour on.
+          const B = `${store.prefix}:{${store.prefix}:0}`;
+          const left = await raw.zrange(`${B}:d:${task}`, 0, -1);
+          expect(left.length).toBe((await store.list({ task })).filter((x) => x.nextRunAt !== null).length);
+          await store.clear();
+        },
+      ),
+      { numRuns: 25 },
+    );
+  });
+});
+
+describe('RedisStore claim: a cron schedule held for a refill at the front of the due set', () => {
+  it('the one-shots claimed behind it leave the set, it stays (and fires once refilled)', async () => {
+    const store = await openStore({ partitions: 1, cronLookahead: 2 });
+    const now = await store.now();
+    await store.upsert({ task: 'h', uid: 'cron', spec: { kind: 'cron', cron: '* * * * * *' }, first: { next: true }, enabled: true, timeout: 0 });
+    // A claimer advanced it an hour ago and died before refilling: due, and no times left.
+    const B = `${store.prefix}:{${store.prefix}:0}`;
+    const cronEnc = encodeId('h', 'cron');
+    await raw.hset(`${B}:s:${cronEnc}`, 'nx', '', 'd', String(now - 3_600_000));
+    await raw.zadd(`${B}:d:h`, now - 3_600_000, cronEnc);
+    for (let i = 0; i < 20; i++) await store.upsert({ task: 'h', uid: `p${String(i).padStart(2, '0')}`, spec: { kind: 'once' }, first: { at: now - 1000 }, enabled: true, timeout: 0 });
+    const seen: string[] = [];
+    for (let c = 0; c < 10 && seen.filter((u) => u.startsWith('p')).length < 20; c++) {
+      const claim = await store.claim(request('h', { misfire: 'skip' }, 7));
+      seen.push(...claim.runs.map((r) => r.uid));
+      await store.complete(claim.runs.map((r) => ({ token: r.token, outcome: 'success' as const, startedAt: claim.now, durationMs: 1 })));
+    }
+    const plain = seen.filter((u) => u.startsWith('p'));
+    expect(plain.sort()).toEqual(Array.from({ length: 20 }, (_, i) => `p${String(i).padStart(2, '0')}`));
+    // The cron schedule is still scheduled, refilled, in the future.
+    const cron = await store.get('h', 'cron');
+    expect(cron?.nextRunAt).toBeGreaterThan(now - 1000);
+    expect(await raw.zscore(`${B}:d:h`, cronEnc)).not.toBeNull();
+    expect(await raw.zcard(`${B}:d:h`)).toBe(1);
   });
 });
