@@ -62,6 +62,17 @@ describe('HTTP leased pops on RedisStore', () => {
     expect(await scheduler.list({ task: 'job' })).toEqual([]);
   });
 
+  it('the longest names (512 characters of 3 UTF-8 bytes each, task and uid): renew and ack take the id', async () => {
+    const { url, scheduler } = await start();
+    const task = '中'.repeat(512);
+    const uid = '文'.repeat(512);
+    await scheduler.schedule(task, { uid, at: Date.now() - 1000 });
+    const { id } = await popLeased(url, task);
+    expect(id.length).toBeGreaterThan(4096);
+    expect((await post(url, `/api/renewTask/${encodeURIComponent(task)}/${id}`)).status).toBe(200);
+    expect(await post(url, `/api/ackTask/${encodeURIComponent(task)}/${id}`)).toMatchObject({ status: 200, body: { success: true, id, uid } });
+  });
+
   it('a nack retries under the same uid; an id that is not one is a lost lease (409), not an error', async () => {
     const { url, scheduler } = await start();
     await scheduler.schedule('flaky', { uid: 'slash/uid', at: Date.now() - 1000 });

@@ -350,8 +350,8 @@ describe('RedisStore lease groups (one expiry per task per claim call)', () => {
     expect(new Set(claim.runs.map((r) => r.token)).size).toBe(3);
     const B = base(store.prefix);
     expect(await raw.zrange(`${B}:L`, 0, -1)).toEqual([group]);
-    // Plain one-shots: the group also lists them, with its attempts and start (lib: lift).
-    expect(await raw.hgetall(`${B}:g`)).toEqual({ [group]: '3', [`${group}#`]: '3', [`${group}/`]: `1|${claim.now}|${['a', 'b', 'c'].map((uid) => encodeId('g', uid)).join('\x1e')}` });
+    // Plain one-shots: the group keeps their attempts and start, and (for the reaper) their list (lib: lift).
+    expect(await raw.hgetall(`${B}:g`)).toEqual({ [group]: '3', [`${group}#`]: '3', [`${group}/`]: `1|${claim.now}`, [`${group}@`]: ['a', 'b', 'c'].map((uid) => encodeId('g', uid)).join('\x1e') });
 
     expect(await store.complete([{ token: a.token, outcome: 'success', startedAt: claim.now, durationMs: 1 }])).toEqual(['ok']);
     expect(await raw.hget(`${B}:g`, group)).toBe('2');
@@ -682,5 +682,68 @@ describe('RedisStore claim: a cron schedule held for a refill at the front of th
     expect(cron?.nextRunAt).toBeGreaterThan(now - 1000);
     expect(await raw.zscore(`${B}:d:h`, cronEnc)).not.toBeNull();
     expect(await raw.zcard(`${B}:d:h`)).toBe(1);
+  });
+});
+
+describe('RedisStore plain one-shots at scale: a group of 9,000 reaped or given back whole', () => {
+  // lift reads its group's "<group>/" entry once per run: that entry must not grow with the
+  // group (it held the group's whole enc list once, and reaping 9,000 runs with 100-character
+  // uids blocked Redis for 12 s).
+  for (const mode of ['reaped', 'given back'] as const) {
+    it(`${mode}: every run is redelivered once, with the right attempt; nothing is left of the leases`, async () => {
+      const store = await openStore({ partitions: 1 });
+      const now = await store.now();
+      const uid = (i: number): string => `${String(i).padStart(6, '0')}${'u'.repeat(94)}`;
+      const N = 9_000;
+      await store.upsertMany(Array.from({ length: N }, (_, i) => ({ task: 'big', uid: uid(i), spec: { kind: 'once' as const }, first: { at: now - 10 }, enabled: true, timeout: 0 })));
+      const first = await store.claim(request('big', { attempts: 2, leaseMs: mode === 'reaped' ? 200 : 30_000, limit: N }, N));
+      expect(first.runs).toHaveLength(N);
+      const B = `${store.prefix}:{${store.prefix}:0}`;
+      const token = first.runs[0]?.token ?? '';
+      const group = token.slice(0, token.lastIndexOf('.', token.indexOf('/')));
+      expect(await raw.hget(`${B}:g`, `${group}/`)).toBe(`2|${first.now}`);
+      if (mode === 'reaped') {
+        await sleep(300);
+        const reap = await store.claim(request('big', { attempts: 2, limit: N }, 0));
+        expect(reap.lost).toHaveLength(N);
+        expect(reap.lost.every((l) => l.requeued && l.attempt === 1)).toBe(true);
+      } else {
+        const statuses = await store.complete(first.runs.map((r) => ({ token: r.token, outcome: 'abandon' as const, startedAt: 0, durationMs: 0 })));
+        expect(statuses.filter((x) => x === 'ok')).toHaveLength(N);
+      }
+      const again = await store.claim(request('big', { attempts: 2, limit: N }, N));
+      expect(again.runs).toHaveLength(N);
+      expect(new Set(again.runs.map((r) => r.uid)).size).toBe(N);
+      expect(again.runs.every((r) => r.attempt === (mode === 'reaped' ? 2 : 1))).toBe(true);
+      const done = await store.complete(again.runs.map((r) => ({ token: r.token, outcome: 'success' as const, startedAt: again.now, durationMs: 1 })));
+      expect(done.filter((x) => x === 'ok')).toHaveLength(N);
+      expect(await raw.exists(`${B}:o`, `${B}:l`, `${B}:L`, `${B}:g`)).toBe(0);
+      expect(await store.list({ task: 'big' })).toEqual([]);
+    }, 60_000);
+  }
+
+  it('get() does not report a run that finished between its two reads (B:o, then the lease group)', async () => {
+    const store = await openStore({ partitions: 1 });
+    const now = await store.now();
+    await store.upsert({ task: 'q', uid: 'a', spec: { kind: 'once' }, first: { at: now - 10 }, enabled: true, timeout: 0 });
+    const claim = await store.claim(request('q'));
+    const token = claim.runs[0]?.token ?? '';
+    // Complete the run right before the store reads the lease group (HMGET of B:g).
+    const proto = Redis.prototype as unknown as { hmget: (...args: unknown[]) => Promise<unknown> };
+    const hmget = proto.hmget;
+    let fired = false;
+    proto.hmget = async function (this: Redis, ...args: unknown[]): Promise<unknown> {
+      if (!fired && typeof args[0] === 'string' && args[0].endsWith(':g')) {
+        fired = true;
+        await store.complete([{ token, outcome: 'success', startedAt: claim.now, durationMs: 1 }]);
+      }
+      return hmget.apply(this, args);
+    };
+    try {
+      expect(await store.get('q', 'a')).toBeNull();
+      expect(fired).toBe(true);
+    } finally {
+      proto.hmget = hmget;
+    }
   });
 });

@@ -30,6 +30,7 @@ import { OPEN_ROUTES, registerPages } from './pages.js';
 import { WorkerQueues } from './queue.js';
 import { serviceStats, StatsSampler } from './stats.js';
 import { leaseId, leaseToken } from './lease-id.js';
+import { MAX_NAME_LENGTH } from '../validate.js';
 
 export type { RouteInfo } from './dashboard.js';
 
@@ -84,8 +85,11 @@ const NAME = { type: 'string', minLength: 1, maxLength: 512 } as const;
 const DURATION = { type: ['number', 'string'] } as const;
 const TIMING_PROPS = { in: DURATION, at: DURATION, every: DURATION, cron: { type: 'string' }, tz: { type: 'string' } } as const;
 const TASK_PARAMS = { type: 'object', properties: { name: NAME }, required: ['name'] } as const;
-/** A leased pop's id (lease-id.ts): a RedisStore token holds its task name and uid, base64url makes it 4/3 longer. */
-const LEASE_ID = { type: 'string', minLength: 1, maxLength: 4096 } as const;
+/**
+ * A leased pop's id (lease-id.ts): a RedisStore token holds its task name and uid (up to 3
+ * UTF-8 bytes per character) beside ~70 bytes of its own, and base64url makes it 4/3 longer.
+ */
+const LEASE_ID = { type: 'string', minLength: 1, maxLength: 4 * Math.ceil((70 + 3 * 2 * MAX_NAME_LENGTH) / 3) } as const;
 const LEASE_PARAMS = { type: 'object', properties: { name: NAME, id: LEASE_ID }, required: ['name', 'id'] } as const;
 const SCHEDULE_PARAMS = { type: 'object', properties: { task: NAME, uid: NAME }, required: ['task', 'uid'] } as const;
 const STRING = { type: 'string' } as const;

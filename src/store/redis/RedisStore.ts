@@ -904,12 +904,21 @@ export class RedisStore implements Store {
       held.push({ enc, token, due: v.slice(bar + 1), group: token.slice(0, token.lastIndexOf('.')) });
     });
     if (held.length === 0) return [];
-    // "<group>/" -> "<maxAttempts>|<startedAt>|<encs>"
+    // "<group>/" -> "<maxAttempts>|<startedAt>". A group gone since the first read took its
+    // runs' leases with it (they finished, or were reaped or lifted): those are not reported.
     const groups = [...new Set(held.map((h) => h.group))];
     const metas = await client.hmget(this.#keys.leaseGroups(p), ...groups.map((g) => `${g}/`));
     const started = new Map<string, string>();
-    groups.forEach((g, i) => started.set(g, (metas[i] ?? '').split('|', 2)[1] ?? ''));
-    return held.map(({ enc, token, due, group }) => ({ enc, fields: { g: token, d: due, ru: '1', tk: token, lx: started.get(group) || due, at: '1', cl: '1' } }));
+    groups.forEach((g, i) => {
+      const meta = metas[i];
+      if (meta !== null && meta !== undefined) started.set(g, meta.slice(meta.indexOf('|') + 1));
+    });
+    const out: { enc: string; fields: Record<string, string> }[] = [];
+    for (const { enc, token, due, group } of held) {
+      const at = started.get(group);
+      if (at !== undefined) out.push({ enc, fields: { g: token, d: due, ru: '1', tk: token, lx: at, at: '1', cl: '1' } });
+    }
+    return out;
   }
 
   /**

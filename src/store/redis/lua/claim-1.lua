@@ -56,17 +56,17 @@ local shrunk = false
 local expired = redis.call('ZRANGE', LEASES, '-inf', snow, 'BYSCORE', 'LIMIT', 0, 100)
 for _, group in ipairs(expired) do
   if reaped >= REAP_MAX then break end
-  local gf = redis.call('HMGET', GROUPS, group .. '#', group .. '/')
+  local gf = redis.call('HMGET', GROUPS, group .. '#', group .. '@')
   local total = tonumber(gf[1]) or 0
   -- Its plain one-shots still running without a hash are lifted first (lib: lift): then every
   -- run of the group that still holds its lease has it in B:l.
   if gf[2] then
-    for enc in string.gmatch(string.match(gf[2], '^[^|]*|[^|]*|(.*)$') or '', '[^\30]+') do
+    for enc in string.gmatch(gf[2], '[^\30]+') do
       local v = redis.call('HGET', PLAIN_RUNS, enc)
       if v and group_of(string.match(v, '^([^|]*)|') or '') == group then lift(enc, nil, v) end
     end
   end
-  redis.call('HDEL', GROUPS, group, group .. '#', group .. '/')
+  redis.call('HDEL', GROUPS, group, group .. '#', group .. '/', group .. '@')
   redis.call('ZREM', LEASES, group)
   for n = 1, total do
     local token = group .. '.' .. n
@@ -137,7 +137,7 @@ local function flush_leases()
     if g.live > 0 then
       redis.call('ZADD', LEASES, g.exp, g.id)
       if #g.plain > 0 then
-        redis.call('HSET', GROUPS, g.id, g.live, g.id .. '#', g.n, g.id .. '/', g.max .. '|' .. snow .. '|' .. table.concat(g.plain, RS))
+        redis.call('HSET', GROUPS, g.id, g.live, g.id .. '#', g.n, g.id .. '/', g.max .. '|' .. snow, g.id .. '@', table.concat(g.plain, RS))
       else
         redis.call('HSET', GROUPS, g.id, g.live, g.id .. '#', g.n)
       end

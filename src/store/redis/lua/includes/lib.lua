@@ -18,8 +18,9 @@
     B:L          ZSET   lease group -> expiry
     B:g          HASH   lease group -> runs of the group still holding their lease;
                         "<group>#" -> how many tokens the group was given (<group>.1 ... .n);
-                        "<group>/" -> "<maxAttempts>|<startedAt>|<encs>" when the group has plain
-                        one-shots running without a hash (encs separated by RS, \30; see lift)
+                        "<group>/" -> "<maxAttempts>|<startedAt>" and "<group>@" -> its encs
+                        (separated by RS, \30) when the group has plain one-shots running
+                        without a hash (see lift; the list only for the reaper)
     B:l          HASH   lease token -> "<gen>|<dueAt>|<attempt>|<kind>|<maxAttempts>|<startedAt>|<enc>";
                         gen '' = the token itself (a plain one-shot lifted out of B:o keeps its
                         lease token as its incarnation: unique, and no counter)
@@ -133,7 +134,7 @@ end
 -- entries go with its last one.
 local function release_group(group, k)
   if redis.call('HINCRBY', GROUPS, group, -k) <= 0 then
-    redis.call('HDEL', GROUPS, group, group .. '#', group .. '/')
+    redis.call('HDEL', GROUPS, group, group .. '#', group .. '/', group .. '@')
     redis.call('ZREM', LEASES, group)
   end
 end
@@ -220,7 +221,8 @@ end
 
 -- A plain one-shot claimed from its due-set member runs without a hash and without lease
 -- info: its B:o entry "<token>|<dueAt>" is its lease, its group's "<group>/" entry in B:g
--- holds the rest (attempts, start), and its completion just deletes the B:o entry. Anything
+-- holds the rest (attempts, start: a few bytes, whatever the group's size, as lift runs once
+-- per run of a group that is reaped or given back), and its completion just deletes the B:o entry. Anything
 -- else that needs its hash (an update, a trigger, a replace or remove while it runs, a retry,
 -- an abandon, an expired lease) lifts it first: writes the hash it would have had (running,
 -- claimed, its token for a gen), moves its lease into B:l like any other run's and drops the
@@ -233,7 +235,7 @@ local function lift(enc, token, v)
   if t == nil or (token ~= nil and t ~= token) then return nil end
   local g = group_of(t)
   local meta = g and redis.call('HGET', GROUPS, g .. '/')
-  local max, started = string.match(meta or '', '^([^|]*)|([^|]*)|')
+  local max, started = string.match(meta or '', '^([^|]*)|(.*)$')
   max, started = max or '1', started or due
   redis.call('HDEL', PLAIN_RUNS, enc)
   tidy(PLAIN_RUNS)
