@@ -667,9 +667,9 @@ export class RedisStore implements Store {
     return this.#guard('renew', async () => {
       const out = new Array<boolean>(tokens.length).fill(false);
       await Promise.all(
-        [...this.#byPartition(tokens, (t) => t)].map(async ([p, items]) => {
-          const ok = (await this.#script(p, 'renew', [String(leaseMs), ...items.map(([t]) => t)])) as number[];
-          items.forEach(([, i], j) => {
+        [...this.#byPartition(tokens)].map(async ([p, at]) => {
+          const ok = (await this.#script(p, 'renew', [String(leaseMs), ...at.map((i) => tokens[i] as string)])) as number[];
+          at.forEach((i, j) => {
             out[i] = ok[j] === 1;
           });
         }),
@@ -682,22 +682,23 @@ export class RedisStore implements Store {
     return this.#guard('complete', async () => {
       const out = new Array<CompletionStatus>(completions.length).fill('lease-lost');
       await Promise.all(
-        [...this.#byPartition(completions, (c) => c.token)].map(async ([p, items]) => {
+        [...this.#byPartition(completions.map(tokenOf))].map(async ([p, at]) => {
           // One string for the batch (lua/complete-1.lua): runs separated by \x1e, token and
           // completion by \x1f. Each argument cost Redis about as much as the run's other
           // work, and ioredis too.
           let batch = '';
-          for (const [c] of items) {
+          for (let k = 0; k < at.length; k++) {
+            const c = completions[at[k] as number] as Completion;
             let packed: string;
             if (c.outcome === 'success') packed = `s${c.startedAt}|${c.durationMs}|${resultJson(c.result)}`;
             else if (c.outcome === 'failure') packed = `f${c.startedAt}|${c.durationMs}|${c.retryAt ?? ''}|${separatorFree(c.error ?? 'failed')}`;
             else packed = 'a';
             batch += batch === '' ? `${c.token}\x1f${packed}` : `\x1e${c.token}\x1f${packed}`;
           }
-          const args = [String(items.length), batch];
+          const args = [String(at.length), batch];
           // One character per completion: 'o' ok, 'l' lease-lost.
           const statuses = (await this.#script(p, 'complete', args)) as string;
-          items.forEach(([, i], j) => {
+          at.forEach((i, j) => {
             out[i] = statuses[j] === 'o' ? 'ok' : 'lease-lost';
           });
         }),
@@ -706,11 +707,14 @@ export class RedisStore implements Store {
     });
   }
 
-  /** Groups items by the partition named in their token (`<p>.<nonce>.<salt>.<group>.<n>/<enc>`); foreign tokens stay lease-lost. */
-  #byPartition<T>(items: readonly T[], token: (item: T) => string): Map<number, [T, number][]> {
-    const out = new Map<number, [T, number][]>();
-    items.forEach((item, i) => {
-      const t = token(item);
+  /**
+   * The indexes of `tokens` by the partition each names (`<p>.<nonce>.<salt>.<group>.<n>/<enc>`);
+   * foreign tokens are in none (they stay lease-lost). Indexes, not [item, index] pairs: one
+   * array less per run.
+   */
+  #byPartition(tokens: readonly string[]): Map<number, number[]> {
+    const out = new Map<number, number[]>();
+    tokens.forEach((t, i) => {
       const dot = t.indexOf('.');
       const p = Number(t.slice(0, dot));
       if (dot <= 0 || !Number.isInteger(p) || p < 0 || p >= this.#keys.partitions) return;
@@ -718,9 +722,9 @@ export class RedisStore implements Store {
       if (t.indexOf('/', dot) < 0) return;
       // Ours never hold control characters (a completion batch is split on two of them).
       if (CONTROL.test(t)) return;
-      const list = out.get(p) ?? [];
-      list.push([item, i]);
-      out.set(p, list);
+      const list = out.get(p);
+      if (list === undefined) out.set(p, [i]);
+      else list.push(i);
     });
     return out;
   }
@@ -1040,6 +1044,9 @@ function parseClaim(p: number, tasks: readonly [string, TaskPolicy][], reply: Cl
  */
 function parseRuns(p: number, tasks: readonly [string, TaskPolicy][], raw: string, now: number, perTask: number[]): ClaimedRun[] {
   const runs: ClaimedRun[] = [];
+  // The runs of a claim are mostly of one task: its enc prefix ("<n>:<task>") decoded once.
+  let prefix = '';
+  let prefixTask = '';
   for (let at = 0; at < raw.length; ) {
     let end = raw.indexOf('\x1e', at);
     if (end < 0) end = raw.length;
@@ -1049,7 +1056,16 @@ function parseRuns(p: number, tasks: readonly [string, TaskPolicy][], raw: strin
     if (slash < 0 || a1 < slash || a2 < 0 || a2 > end) throw new StoreError(`RedisStore: corrupt claim reply from partition ${p}`);
     const token = raw.slice(at, a1);
     const enc = raw.slice(slash + 1, a1);
-    const { task, uid } = decodeId(enc);
+    let task: string;
+    let uid: string;
+    if (prefix !== '' && enc.startsWith(prefix)) {
+      task = prefixTask;
+      uid = enc.slice(prefix.length);
+    } else {
+      ({ task, uid } = decodeId(enc));
+      prefix = enc.slice(0, enc.length - uid.length);
+      prefixTask = task;
+    }
     const dueAt = Number(raw.slice(a1 + 1, a2));
     const extra = raw.slice(a2 + 1, end);
     at = end + 1;
@@ -1131,6 +1147,10 @@ function taskKey(tasks: readonly [string, TaskPolicy][]): string {
   let key = '';
   for (let i = 0; i < tasks.length; i++) key += i === 0 ? (tasks[i] as [string, TaskPolicy])[0] : `\u0000${(tasks[i] as [string, TaskPolicy])[0]}`;
   return key;
+}
+
+function tokenOf(c: Completion): string {
+  return c.token;
 }
 
 /** Text without the separators of lua/complete-1.lua's batch string (\x1e, \x1f become U+FFFD). */
