@@ -54,6 +54,8 @@ const CONFIG = {
 const TARGETS = { scheduleMs: 1000, heapBytes: 150, p99Ms: 5 };
 const FAR_PEERS = ['setTimeout', 'setTimeout+closure', 'toad-scheduler', 'node-schedule', 'schedkit-schedule', 'schedkit-scheduleMany'];
 const LATENESS_PEERS = ['setTimeout', 'toad-scheduler', 'node-schedule', 'schedkit-schedule', 'schedkit-scheduleMany'];
+/** A peer's name in tables and messages (defined before the scenarios: a repeated run's message uses it). */
+const label = (peer) => PEERS[peer].label;
 const selected = (list) => (CONFIG.peers.length === 0 ? list : list.filter((p) => CONFIG.peers.includes(p)));
 
 const log = (msg) => process.stderr.write(`[bench] ${msg}\n`);
@@ -187,7 +189,6 @@ for (const peer of selected(LATENESS_PEERS)) {
 
 // ------------------------------------------------------------------ table
 
-const label = (peer) => PEERS[peer].label;
 // Ratios of values at or below zero (a median fire slightly early) mean nothing: n/a.
 const ratio = (value, base) => (typeof value === 'number' && typeof base === 'number' && base > 0 && value > 0 && Number.isFinite(value) ? `${(value / base).toFixed(2)}x` : 'n/a');
 const rows = [];
