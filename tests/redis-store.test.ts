@@ -5,8 +5,8 @@
 import fc from 'fast-check';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { RedisStore, Scheduler } from '../src/index.js';
-import type { ClaimRequest, TaskPolicy } from '../src/store/index.js';
+import { MemoryStore, RedisStore, Scheduler } from '../src/index.js';
+import type { ClaimRequest, Store, TaskPolicy } from '../src/store/index.js';
 import { HISTORY_LIMIT } from '../src/store/index.js';
 import { encodeId, Keys } from '../src/store/redis/keys.js';
 import { scripts } from '../src/store/redis/scripts.js';
@@ -610,7 +610,7 @@ describe('RedisStore claim: bulk due times (names read by rank when many share t
     let n = 0;
     await fc.assert(
       fc.asyncProperty(
-        fc.array(fc.record({ size: fc.integer({ min: 1, max: 40 }), kinds: fc.array(fc.constantFrom('plain', 'params', 'every'), { minLength: 1, maxLength: 3 }) }), { minLength: 1, maxLength: 6 }),
+        fc.array(fc.record({ size: fc.integer({ min: 1, max: 40 }), kinds: fc.array(fc.constantFrom('plain', 'params', 'every'), { minLength: 1, maxLength: 3 }), trigger: fc.boolean() }), { minLength: 1, maxLength: 6 }),
         fc.array(fc.integer({ min: 1, max: 60 }), { minLength: 1, maxLength: 8 }),
         async (groups, limits) => {
           const store = await openStore({ partitions: 1 });
@@ -619,32 +619,49 @@ describe('RedisStore claim: bulk due times (names read by rank when many share t
           const expected = new Map<string, number>();
           let t = now - 10_000;
           let u = 0;
+          const toTrigger: string[] = [];
           for (const g of groups) {
             t += 7;
             for (let i = 0; i < g.size; i++) {
               const kind = g.kinds[i % g.kinds.length];
               const uid = `u${String(u++).padStart(4, '0')}`;
+              if (kind === 'every' && g.trigger && !toTrigger.some((x) => expected.get(x) === t)) toTrigger.push(uid);
               if (kind === 'every') await store.upsert({ task, uid, spec: { kind: 'every', every: 3_600_000, anchor: t }, first: { at: t }, enabled: true, timeout: 0 });
               else await store.upsert({ task, uid, spec: { kind: 'once' }, first: { at: t }, params: kind === 'params' ? { i } : undefined, enabled: true, timeout: 0 });
               expected.set(uid, t);
             }
           }
+          // Triggered runs of recurring schedules (one per group that asks): extra occurrences
+          // due now, after all of the above.
+          const triggered: string[] = [];
+          for (const uid of toTrigger) {
+            expect(await store.trigger(task, uid)).toBe(true);
+            triggered.push(uid);
+          }
+          const total = expected.size + triggered.length;
           const seen = new Map<string, number>();
+          const seenTriggers: string[] = [];
           let last = -Infinity;
-          for (let c = 0; c < 500 && seen.size < expected.size; c++) {
+          for (let c = 0; c < 500 && seen.size + seenTriggers.length < total; c++) {
             const limit = limits[c % limits.length] ?? 1;
             const claim = await store.claim(request(task, {}, limit));
-            expect(claim.runs.length).toBe(Math.min(limit, expected.size - seen.size));
+            expect(claim.runs.length).toBe(Math.min(limit, total - seen.size - seenTriggers.length));
             for (const r of claim.runs) {
-              expect(seen.has(r.uid)).toBe(false);
-              expect(r.dueAt).toBe(expected.get(r.uid));
+              // Oldest first: every scheduled occurrence before the triggers (due now).
               expect(r.dueAt).toBeGreaterThanOrEqual(last);
               last = r.dueAt;
+              if (r.kind === 'trigger') {
+                seenTriggers.push(r.uid);
+                continue;
+              }
+              expect(seen.has(r.uid)).toBe(false);
+              expect(r.dueAt).toBe(expected.get(r.uid));
               seen.set(r.uid, r.dueAt);
             }
             expect(await store.complete(claim.runs.map((r) => ({ token: r.token, outcome: 'success' as const, startedAt: claim.now, durationMs: 1 })))).toEqual(claim.runs.map(() => 'ok'));
           }
           expect(seen.size).toBe(expected.size);
+          expect(seenTriggers.sort()).toEqual(triggered.sort());
           expect((await store.claim(request(task, {}, 100))).runs).toEqual([]);
           // What is left due: the recurring schedules only, an hour on.
           const B = `${store.prefix}:{${store.prefix}:0}`;
@@ -722,11 +739,12 @@ describe('RedisStore plain one-shots at scale: a group of 9,000 reaped or given 
     }, 60_000);
   }
 
-  it('get() does not report a run that finished between its two reads (B:o, then the lease group)', async () => {
+  it.each([1, 2])('get() does not report a run that finished between its reads of B:o and of its lease group (a group of %i)', async (size) => {
     const store = await openStore({ partitions: 1 });
     const now = await store.now();
-    await store.upsert({ task: 'q', uid: 'a', spec: { kind: 'once' }, first: { at: now - 10 }, enabled: true, timeout: 0 });
+    for (const uid of ['a', 'b'].slice(0, size)) await store.upsert({ task: 'q', uid, spec: { kind: 'once' }, first: { at: now - 10 }, enabled: true, timeout: 0 });
     const claim = await store.claim(request('q'));
+    expect(claim.runs.map((r) => r.uid)).toEqual(['a', 'b'].slice(0, size));
     const token = claim.runs[0]?.token ?? '';
     // Complete the run right before the store reads the lease group (HMGET of B:g).
     const proto = Redis.prototype as unknown as { hmget: (...args: unknown[]) => Promise<unknown> };
@@ -745,5 +763,28 @@ describe('RedisStore plain one-shots at scale: a group of 9,000 reaped or given 
     } finally {
       proto.hmget = hmget;
     }
+    // The other run of the group is still reported running.
+    if (size === 2) expect(await store.get('q', 'b')).toMatchObject({ report: { running: 1 } });
+  });
+});
+
+describe('RedisStore claim: extra occurrences behind a batch of one due time', () => {
+  it('16 one-shots due at t0, one at t0+1, a trigger due now: a claim of 17 takes the one at t0+1, as MemoryStore does', async () => {
+    const run = async (store: Store, now: number): Promise<string[]> => {
+      const t0 = now - 1000;
+      for (let i = 0; i < 16; i++) await store.upsert({ task: 'o', uid: `a${String(i).padStart(2, '0')}`, spec: { kind: 'once' }, first: { at: t0 }, enabled: true, timeout: 0 });
+      await store.upsert({ task: 'o', uid: 'b', spec: { kind: 'once' }, first: { at: t0 + 1 }, enabled: true, timeout: 0 });
+      await store.upsert({ task: 'o', uid: 'x', spec: { kind: 'once' }, first: { at: now + 3_600_000 }, params: { v: 1 }, enabled: true, timeout: 0 });
+      await sleep(5);
+      expect(await store.trigger('o', 'x')).toBe(true);
+      await sleep(5);
+      return (await store.claim(request('o', {}, 17))).runs.map((r) => `${r.uid}@${r.dueAt - t0}`);
+    };
+    const memory = new MemoryStore();
+    await memory.open();
+    expect((await run(memory, await memory.now())).slice(16)).toEqual(['b@1']);
+    const redisStore = await openStore({ partitions: 1 });
+    expect((await run(redisStore, await redisStore.now())).slice(16)).toEqual(['b@1']);
+    await memory.close();
   });
 });

@@ -894,7 +894,7 @@ export class RedisStore implements Store {
    * fields their hash would have (running, claimed), from their B:o entries and their lease
    * groups, for those of `encs` that are running so.
    */
-  async #runningPlain(p: number, encs: readonly string[]): Promise<{ enc: string; fields: Record<string, string> }[]> {
+  async #runningPlain(p: number, encs: readonly string[], depth = 0): Promise<{ enc: string; fields: Record<string, string> }[]> {
     if (encs.length === 0) return [];
     const client = this.#c().forPartition(p);
     // "<token>|<dueAt>"; the token is "<group>.<n>".
@@ -908,8 +908,7 @@ export class RedisStore implements Store {
       held.push({ enc, token, due: v.slice(bar + 1), group: token.slice(0, token.lastIndexOf('.')) });
     });
     if (held.length === 0) return [];
-    // "<group>/" -> "<maxAttempts>|<startedAt>". A group gone since the first read took its
-    // runs' leases with it (they finished, or were reaped or lifted): those are not reported.
+    // "<group>/" -> "<maxAttempts>|<startedAt>".
     const groups = [...new Set(held.map((h) => h.group))];
     const metas = await client.hmget(this.#keys.leaseGroups(p), ...groups.map((g) => `${g}/`));
     const started = new Map<string, string>();
@@ -917,11 +916,20 @@ export class RedisStore implements Store {
       const meta = metas[i];
       if (meta !== null && meta !== undefined) started.set(g, meta.slice(meta.indexOf('|') + 1));
     });
+    // A run may have finished (or been reaped or lifted) between the two reads, while others
+    // keep its group. Its B:o entry read again tells: a lease token is never given twice, so
+    // an entry that is still the same was there all along, running when its group was read.
+    // One that changed is a new run of a one-shot scheduled again under its uid: read anew.
+    const again = await client.hmget(this.#keys.plainRuns(p), ...held.map((h) => h.enc));
     const out: { enc: string; fields: Record<string, string> }[] = [];
-    for (const { enc, token, due, group } of held) {
+    const changed: string[] = [];
+    held.forEach(({ enc, token, due, group }, i) => {
+      const v = again[i];
       const at = started.get(group);
-      if (at !== undefined) out.push({ enc, fields: { g: token, d: due, ru: '1', tk: token, lx: at, at: '1', cl: '1' } });
-    }
+      if (v === `${token}|${due}` && at !== undefined) out.push({ enc, fields: { g: token, d: due, ru: '1', tk: token, lx: at, at: '1', cl: '1' } });
+      else if (v !== null && v !== undefined && v !== `${token}|${due}` && depth < 2) changed.push(enc);
+    });
+    if (changed.length > 0) out.push(...(await this.#runningPlain(p, changed, depth + 1)));
     return out;
   }
 

@@ -439,6 +439,10 @@ local function claim_task(task, pol, limit)
     local mains
     local same = 0
     local head = nil
+    -- Extra occurrences are read up to here: with a batch of one due time that may stop short
+    -- of `want`, only up to that time (a later extra must not pass the set's later members,
+    -- which this batch did not read).
+    local extras_to = snow
     if held == 0 then
       head = redis.call('ZRANGE', dk, '-inf', snow, 'BYSCORE', 'LIMIT', 0, 1, 'WITHSCORES')[2]
       if head then same = math.min(want, redis.call('ZCOUNT', dk, head, head)) end
@@ -450,10 +454,11 @@ local function claim_task(task, pol, limit)
         mains[2 * x - 1] = names[x]
         mains[2 * x] = head
       end
+      if same < want then extras_to = head end
     else
       mains = redis.call('ZRANGE', dk, '-inf', snow, 'BYSCORE', 'LIMIT', held, want, 'WITHSCORES')
     end
-    local extras = redis.call('ZRANGE', xk, '-inf', snow, 'BYSCORE', 'LIMIT', 0, want, 'WITHSCORES')
+    local extras = redis.call('ZRANGE', xk, '-inf', extras_to, 'BYSCORE', 'LIMIT', 0, want, 'WITHSCORES')
     if #mains == 0 and #extras == 0 then break end
     -- Whether none of these members has a hash (all plain one-shots, lib: materialize): one
     -- EXISTS for the batch instead of a probe per member (each redis.call from Lua costs
